@@ -1,0 +1,110 @@
+"""Run an ane-sweep sweep: every grid point of a preset or YAML file as one Ray Tune trial, logged to MLflow.
+
+python run_sweep.py                                   # the `sst` preset on a local Ray instance
+python run_sweep.py --preset smoke --data-dir ../shared/datasets
+python run_sweep.py --config my_sweep.yaml --seeds 1,2,3 --max-concurrent 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sweep.config import ConfigError, load_config, load_preset, preset_names, with_overrides
+from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, run_sweep
+from sweep.tracking import TrackingError
+from trainables.data import DataError
+
+DEFAULT_PRESET = "sst"
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset",
+        help=f"a preset from sweep/presets: {', '.join(preset_names())} (default: {DEFAULT_PRESET})",
+    )
+    source.add_argument("--config", type=Path, help="a sweep YAML file (same format as the presets)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="read <DIR>/<dataset>/<split>.csv (columns text,label) instead of the Hugging Face Hub",
+    )
+    parser.add_argument(
+        "--name", help="experiment name for Ray's results folder and MLflow (default: the preset's)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow store: sqlite:///abs/path.db, a folder, or http://host:port "
+        "(default: sqlite under --output-dir)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_OUTPUT_DIR,
+        help=f"local outputs: MLflow database and artifacts, Ray results (default: {DEFAULT_OUTPUT_DIR})",
+    )
+    parser.add_argument("--storage-path", help="Ray Tune results (absolute path or s3:// / gs:// URI)")
+    parser.add_argument(
+        "--address", help="an existing Ray cluster ('auto' on a cluster head); default: start locally"
+    )
+    parser.add_argument("--max-concurrent", type=int, help="trials running at once")
+    parser.add_argument(
+        "--seeds", type=parse_seeds, help="comma-separated seeds replacing the grid's, e.g. 1,2,3"
+    )
+    parser.add_argument("--max-epochs", type=int, help="upper limit on training epochs")
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs each trial requests")
+    parser.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs each trial requests (fractions share a GPU)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing experiment of the same name"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
+        config = with_overrides(
+            config,
+            name=args.name,
+            seeds=args.seeds,
+            max_epochs=args.max_epochs,
+            max_concurrent=args.max_concurrent,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+        )
+        options = SweepOptions(
+            data_dir=args.data_dir,
+            tracking_uri=args.tracking_uri,
+            output_dir=args.output_dir.resolve(),
+            storage_path=args.storage_path,
+            address=args.address,
+            overwrite=args.overwrite,
+        )
+        result = run_sweep(config, options)
+    except (ConfigError, DataError, TrackingError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    print(f"\nSweep {config.name!r}: {len(result.summary)} trials, {result.failed} failed")
+    print(result.summary.to_string(index=False))
+    print(f"\nRay results: {result.experiment_dir}")
+    print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

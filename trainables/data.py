@@ -1,0 +1,252 @@
+"""Datasets: load (Hugging Face Hub or local CSVs), clean, tokenize, split, index, and batch by length.
+
+Preparation runs once in the sweep driver, so bad data fails before any trial starts and every trial of a
+sweep sees exactly the same splits and vocabulary. Token id 0 is padding, 1 is unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PAD, UNK = 0, 1
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """Bad or missing input data, reported as one line before any trial starts."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives and how the papers preprocess it."""
+
+    hub_id: str
+    hub_splits: tuple[
+        str, ...
+    ]  # splits present at the source; a missing validation split is carved from train
+    min_freq: int  # vocabulary: keep words seen at least this often in train
+    max_tokens: int | None = None  # keep documents of at most this many tokens (None: keep all)
+    test_fraction: float = 1.0  # seeded sample of the (filtered) test split
+    validation_fraction: float = 0.0  # seeded share of train held out as validation when the source has none
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    # Jain & Wallace's SST-2 split: 6,920 / 872 / 1,821 sentences, already lower-cased and de-punctuated.
+    "sst2": DatasetSpec("SetFit/sst2", SPLITS, min_freq=1),
+    # Jain & Wallace: reviews shorter than 400 tokens, 80/20 train/dev split, 20% sample of the test set.
+    "imdb": DatasetSpec(
+        "stanfordnlp/imdb",
+        ("train", "test"),
+        min_freq=10,
+        max_tokens=399,
+        test_fraction=0.2,
+        validation_fraction=0.2,
+    ),
+}
+
+
+@dataclass
+class Split:
+    """One split as token-id arrays (ragged) and binary labels."""
+
+    tokens: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(t) for t in self.tokens])
+
+
+@dataclass
+class PreparedDataset:
+    """Vocabulary, indexed splits and the counts of what preprocessing dropped."""
+
+    name: str
+    vocab: list[str]
+    splits: dict[str, Split]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_tokenizer = None
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased word tokens from spaCy's blank English tokenizer, punctuation and spaces dropped."""
+    global _tokenizer
+    if _tokenizer is None:
+        import spacy
+
+        _tokenizer = spacy.blank("en").tokenizer
+    cleaned = (_BREAK_TAG.sub(" ", text).lower() for text in texts)
+    return [
+        [tok.text for tok in doc if not (tok.is_punct or tok.is_space)] for doc in _tokenizer.pipe(cleaned)
+    ]
+
+
+def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Texts and labels per source split, from `<data_dir>/<name>/<split>.csv` or the Hub."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    if data_dir is not None:
+        folder = Path(data_dir) / name
+        if not Path(data_dir).is_dir():
+            raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
+        files = {split: folder / f"{split}.csv" for split in spec.hub_splits}
+        for split, path in files.items():
+            if not path.is_file():
+                raise DataError(
+                    f"missing split file {str(path)!r}; expected {split}.csv with columns text,label"
+                )
+        loaded = datasets.load_dataset("csv", data_files={s: str(p) for s, p in files.items()})
+        source = str(folder)
+    else:
+        try:
+            loaded = datasets.load_dataset(spec.hub_id)
+        except Exception as error:  # the Hub client raises many types; all mean "not available here"
+            raise DataError(
+                f"could not load {name!r} from the Hugging Face Hub ({spec.hub_id}): {type(error).__name__}; "
+                f"pass --data-dir DIR with {name}/{{{','.join(spec.hub_splits)}}}.csv files instead"
+            ) from error
+        source = spec.hub_id
+    raw = {}
+    for split in spec.hub_splits:
+        if split not in loaded:
+            raise DataError(f"{source} has no {split!r} split; found: {', '.join(loaded)}")
+        table = loaded[split]
+        missing = {"text", "label"} - set(table.column_names)
+        if missing:
+            raise DataError(
+                f"{source} split {split!r} lacks column(s) {', '.join(sorted(missing))}; "
+                f"found: {', '.join(table.column_names)}; required: text,label"
+            )
+        labels = np.asarray(table["label"])
+        bad = sorted(set(labels.tolist()) - {0, 1})
+        if bad:
+            raise DataError(f"{source} split {split!r} has label(s) {bad[:5]}; allowed labels: 0, 1")
+        texts = [text if isinstance(text, str) else "" for text in table["text"]]
+        raw[split] = (texts, labels.astype(np.int64))
+    return raw
+
+
+def prepare(
+    name: str,
+    data_dir: str | Path | None = None,
+    max_examples: int | None = None,
+    split_seed: int = 0,
+    max_tokens: int | None = None,
+) -> PreparedDataset:
+    """Load, tokenize, filter and split a dataset, then index it with a vocabulary built from train.
+
+    `max_examples` caps each split with a seeded sample (the smoke preset); `split_seed` fixes every
+    random split and sample so all trials of a sweep share the data; `max_tokens` replaces the
+    dataset's own length filter.
+    """
+    raw = load_raw(name, data_dir)
+    spec = DATASETS[name]
+    limit = max_tokens if max_tokens is not None else spec.max_tokens
+    rng = np.random.default_rng(split_seed)
+    dropped: dict[str, int] = {}
+    token_splits: dict[str, tuple[list[list[str]], np.ndarray]] = {}
+    for split, (texts, labels) in raw.items():
+        tokens = tokenize(texts)
+        keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
+        dropped[f"{split}_empty"] = int((~keep).sum())
+        if limit is not None:
+            short = np.array([len(t) <= limit for t in tokens], dtype=bool)
+            dropped[f"{split}_too_long"] = int((keep & ~short).sum())
+            keep &= short
+        token_splits[split] = ([t for t, k in zip(tokens, keep, strict=True) if k], labels[keep])
+    if "validation" not in token_splits:
+        tokens, labels = token_splits["train"]
+        order = rng.permutation(len(labels))
+        n_val = int(round(spec.validation_fraction * len(labels)))
+        token_splits["validation"] = _take(tokens, labels, order[:n_val])
+        token_splits["train"] = _take(tokens, labels, np.sort(order[n_val:]))
+    if spec.test_fraction < 1.0:
+        tokens, labels = token_splits["test"]
+        n_test = int(round(spec.test_fraction * len(labels)))
+        token_splits["test"] = _take(tokens, labels, np.sort(rng.permutation(len(labels))[:n_test]))
+    if max_examples is not None:
+        for split, (tokens, labels) in token_splits.items():
+            if len(labels) > max_examples:
+                chosen = np.sort(rng.permutation(len(labels))[:max_examples])
+                token_splits[split] = _take(tokens, labels, chosen)
+    for split in SPLITS:
+        if len(token_splits[split][1]) == 0:
+            raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
+    vocab = build_vocab(token_splits["train"][0], spec.min_freq)
+    index = {word: i for i, word in enumerate(vocab)}
+    splits = {
+        split: Split([np.array([index.get(w, UNK) for w in t], dtype=np.int64) for t in tokens], labels)
+        for split, (tokens, labels) in token_splits.items()
+    }
+    return PreparedDataset(name, vocab, splits, dropped)
+
+
+def _take(tokens: list, labels: np.ndarray, chosen: np.ndarray) -> tuple[list, np.ndarray]:
+    return [tokens[i] for i in chosen], labels[chosen]
+
+
+def build_vocab(documents: list[list[str]], min_freq: int) -> list[str]:
+    """Words seen at least `min_freq` times, most frequent first (ties alphabetical), after <pad>, <unk>."""
+    counts = Counter(word for doc in documents for word in doc)
+    words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    return ["<pad>", "<unk>", *words]
+
+
+def pad(sequences: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged token arrays -> token ids [B, T] (0-padded) and mask [B, T] (True on real tokens)."""
+    longest = max(len(s) for s in sequences)
+    tokens = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        tokens[row, : len(seq)] = seq
+    tokens_t = torch.from_numpy(tokens)
+    return tokens_t, tokens_t != PAD
+
+
+def length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[np.ndarray]:
+    """Index batches of similar length: sorted by length (random tie order and batch order with `rng`)."""
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    yield from batches
+
+
+def load_vectors(path: str | Path, vocab: list[str], dim: int, seed: int) -> torch.Tensor:
+    """Embedding matrix [V, dim] from a fastText/GloVe `.vec` text file; unseen words N(0, 1), padding 0."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"embedding file {str(path)!r} does not exist")
+    index = {word: i for i, word in enumerate(vocab)}
+    matrix = torch.randn(len(vocab), dim, generator=torch.Generator().manual_seed(seed))
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            parts = line.rstrip().split(" ")
+            if len(parts) != dim + 1:  # the "count dim" header or a malformed line
+                continue
+            if parts[0] in index:
+                matrix[index[parts[0]]] = torch.tensor([float(v) for v in parts[1:]])
+    matrix[PAD] = 0.0
+    return matrix

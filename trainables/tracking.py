@@ -1,0 +1,73 @@
+"""One MLflow run per trial, logged from inside the trial with an explicit run id.
+
+The trial (not a driver callback) owns its run so that it can log artifacts written on its own node and
+reattach to the same run after a restore (the run id travels in the Ray checkpoint).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+AXES = ("dataset", "encoder", "attention", "normalizer", "seed")
+MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> {"section.key": value}."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_name(config: Mapping[str, Any]) -> str:
+    """`sst2-lstm-tanh-sparsemax-s1`: the grid axes of a trial."""
+    return "-".join(str(config[a]) for a in AXES[:-1]) + f"-s{config['seed']}"
+
+
+class TrialRun:
+    """The MLflow run of one trial: created on first start, reattached by id after a restore."""
+
+    def __init__(self, tracking: Mapping[str, str], config: Mapping[str, Any], run_id: str | None = None):
+        self.client = MlflowClient(tracking_uri=tracking["uri"])
+        if run_id is None:
+            tags = {axis: str(config[axis]) for axis in AXES}
+            tags["sweep"] = tracking["sweep"]
+            run = self.client.create_run(tracking["experiment_id"], run_name=run_name(config), tags=tags)
+            self.run_id = run.info.run_id
+            params = {k: v for k, v in flatten(config).items() if not k.startswith("tracking.")}
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+        else:
+            self.run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log finite metrics in batches; NaN values are skipped (MLflow's UI cannot chart them)."""
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
+        for start in range(0, len(entries), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=entries[start : start + MAX_BATCH])
+
+    def logged_steps(self, metric: str) -> set[int]:
+        """Steps already logged for `metric` (a restored trial skips them instead of logging twice)."""
+        return {m.step for m in self.client.get_metric_history(self.run_id, metric)}
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
