@@ -107,19 +107,24 @@ def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
     return SweepResult(summarize(grid), experiment_id, uri, experiment_dir)
 
 
+def runtime_env(extra: dict[str, str] | None = None) -> dict:
+    """Ray runtime env for trial workers: the project importable, and the driver's MLflow/Ray switches."""
+    env = {"PYTHONPATH": str(PROJECT_ROOT), **(extra or {})}
+    for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY", "RAY_AUTH_MODE"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return {"env_vars": env}
+
+
 def _run_tuner(config: SweepConfig, options: SweepOptions, datasets: dict, tracking: dict, storage: str):
     import ray
     from ray import tune
 
     from trainables.trial import run_trial
 
-    env = {"PYTHONPATH": str(PROJECT_ROOT), **options.extra_env}
-    for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY", "RAY_AUTH_MODE"):
-        if name in os.environ:
-            env[name] = os.environ[name]
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.address, include_dashboard=False, runtime_env={"env_vars": env})
+        ray.init(address=options.address, include_dashboard=False, runtime_env=runtime_env(options.extra_env))
     try:
         resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
@@ -151,14 +156,14 @@ def summarize(grid) -> pd.DataFrame:
     for result in grid:
         metrics = result.metrics or {}
         config = result.config or metrics.get("config", {})
-        finished = result.error is None and "test_accuracy" in metrics
+        finished = result.error is None and "test/accuracy" in metrics
         rows.append(
             {
                 "trial": run_name(config),
                 "status": "FINISHED" if finished else "FAILED",
                 "epochs_trained": metrics.get("epochs_trained"),
-                "test_accuracy": metrics.get("test_accuracy"),
-                "test_auc": metrics.get("test_auc"),
+                "test_accuracy": metrics.get("test/accuracy"),
+                "test_auc": metrics.get("test/auc"),
                 "error": "" if result.error is None else str(result.error).strip().splitlines()[-1][:120],
             }
         )

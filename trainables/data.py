@@ -113,7 +113,7 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
                 raise DataError(
                     f"missing split file {str(path)!r}; expected {split}.csv with columns text,label"
                 )
-        loaded = datasets.load_dataset("csv", data_files={s: str(p) for s, p in files.items()})
+        loaded = {split: _read_csv(path) for split, path in files.items()}
         source = str(folder)
     else:
         try:
@@ -142,6 +142,16 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
         texts = [text if isinstance(text, str) else "" for text in table["text"]]
         raw[split] = (texts, labels.astype(np.int64))
     return raw
+
+
+def _read_csv(path: Path):
+    """One split file as a `datasets.Dataset` (read alone, so each file is checked on its own)."""
+    import datasets
+
+    try:
+        return datasets.load_dataset("csv", data_files=str(path), split="train")
+    except Exception as error:  # pandas and pyarrow parse errors
+        raise DataError(f"cannot read {str(path)!r} as CSV: {str(error).strip().splitlines()[0][:200]}") from None
 
 
 def prepare(

@@ -107,7 +107,7 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
         else:
             model.load_state_dict(state.model)
             optimizer.load_state_dict(state.optimizer)
-        logged_epochs = run.logged_steps("train_loss")
+        logged_epochs = run.logged_steps("train/loss")
         started = time.perf_counter()
         for epoch in range(state.epoch + 1, train.max_epochs):
             if state.done_training:
@@ -119,7 +119,7 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
             state.stopping.update(epoch, val_auc, model)
             state.epoch, state.done_training = epoch, state.stopping.should_stop
             state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
-            metrics = {"epoch": epoch, "train_loss": loss, "val_auc": val_auc}
+            metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
             if epoch not in logged_epochs:
                 run.log_metrics(metrics, step=epoch)
             report_epoch(metrics, state)
@@ -128,12 +128,12 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
         model.load_state_dict(state.stopping.best_state)
         test = data.splits["test"]
         probs = predict(model, test, train.batch_size, device)
-        final = {f"test_{k}": v for k, v in classification_metrics(test.labels, probs).items()}
+        final = {f"test/{k}": v for k, v in classification_metrics(test.labels, probs).items()}
         final.update(
             best_epoch=state.stopping.best_epoch,
             best_val_auc=state.stopping.best_auc,
             epochs_trained=state.epoch + 1,
-            time_train_s=train_seconds,
+            **{"time/train_s": train_seconds},
         )
         with tempfile.TemporaryDirectory() as folder:
             weights = Path(folder) / "model.pt"

@@ -1,0 +1,250 @@
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from trainables.correlation import (
+    batch_correlations,
+    batch_kendall_tau,
+    batch_top_k_kendall_tau,
+    kendall_tau,
+    significant_fraction,
+    summarize,
+    top_k_kendall_tau,
+)
+
+
+def reference_top_k_tau(x, y, k, p=0.5):
+    """Fagin et al.'s K^(p), case by case over pairs, rescaled to [-1, 1]: the slow cross-check."""
+    k = min(k, len(x))
+    top1 = sorted(range(len(x)), key=lambda i: (-x[i], i))[:k]
+    top2 = sorted(range(len(y)), key=lambda i: (-y[i], i))[:k]
+    pos1 = {item: rank for rank, item in enumerate(top1)}
+    pos2 = {item: rank for rank, item in enumerate(top2)}
+    distance = 0.0
+    for i, j in itertools.combinations(sorted(set(top1) | set(top2)), 2):
+        if i in pos1 and j in pos1 and i in pos2 and j in pos2:  # Case 1: ordered by both lists.
+            distance += (pos1[i] < pos1[j]) != (pos2[i] < pos2[j])
+        elif i in pos1 and j in pos1 and (i in pos2) != (j in pos2):  # Case 2: both in list 1.
+            inside = i if i in pos2 else j
+            outside = j if inside == i else i
+            distance += pos1[outside] < pos1[inside]
+        elif i in pos2 and j in pos2 and (i in pos1) != (j in pos1):  # Case 2: both in list 2.
+            inside = i if i in pos1 else j
+            outside = j if inside == i else i
+            distance += pos2[outside] < pos2[inside]
+        elif (i in pos1) != (j in pos1) and (i in pos2) != (j in pos2):  # Case 3: one only in each list.
+            distance += 1
+        else:  # Case 4: both in one list, neither in the other.
+            distance += p
+    return 1 - 2 * distance / (k * k + p * k * (k - 1))
+
+
+def random_pair(rng, n, ties=False):
+    if ties:
+        return rng.integers(0, 4, n).astype(float), rng.integers(0, 4, n).astype(float)
+    return rng.normal(size=n), rng.normal(size=n)
+
+
+# Kendall tau ----------------------------------------------------------------------------------------
+
+
+def test_kendall_identical_and_reversed():
+    x = np.array([0.1, 0.5, 0.2, 0.9, 0.3])
+    assert kendall_tau(x, x)[0] == pytest.approx(1.0)
+    assert kendall_tau(x, -x)[0] == pytest.approx(-1.0)
+
+
+def test_kendall_hand_computed_with_p_value():
+    # Pairs of ranks (1,2,3,4) vs (2,1,3,4): 1 discordant of 6, tau = (5 - 1) / 6. Exact null: of the 24
+    # permutations, 1 has 0 inversions and 3 have 1, so P(|tau| >= 2/3) = 2 * 4 / 24.
+    tau, p = kendall_tau([1, 2, 3, 4], [2, 1, 3, 4])
+    assert tau == pytest.approx(4 / 6)
+    assert p == pytest.approx(8 / 24)
+
+
+def test_kendall_ties_use_tau_b():
+    # x has one tied pair (positions 0, 1): concordant 5, discordant 0, tau-b = 5 / sqrt(5 * 6).
+    tau, p = kendall_tau([1, 1, 2, 3], [1, 2, 3, 4])
+    assert tau == pytest.approx(5 / math.sqrt(30))
+    assert 0 < p < 1
+
+
+def test_kendall_matches_scipy_on_random_inputs():
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 19, 40, 56):
+        for ties in (False, True):
+            x, y = random_pair(rng, n, ties)
+            if np.ptp(x) == 0 or np.ptp(y) == 0:
+                continue
+            expected = scipy.stats.kendalltau(x, y)
+            assert kendall_tau(x, y) == pytest.approx((expected.statistic, expected.pvalue))
+
+
+@pytest.mark.parametrize(
+    "x, y", [([], []), ([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]), ([1.0, 2.0], [5.0, 5.0])]
+)
+def test_kendall_undefined_is_nan_without_warnings(x, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tau, p = kendall_tau(x, y)
+    assert math.isnan(tau) and math.isnan(p)
+
+
+# Top-k tau ------------------------------------------------------------------------------------------
+
+
+def test_top_k_identical_lists_give_one():
+    x = np.array([0.3, 0.1, 0.9, 0.5, 0.2])
+    for k in range(1, 6):
+        assert top_k_kendall_tau(x, x, k) == pytest.approx(1.0)
+
+
+def test_top_k_disjoint_lists_give_minus_one():
+    x = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    for k in (1, 2, 3):
+        assert top_k_kendall_tau(x, -x, k) == pytest.approx(-1.0)
+
+
+def test_top_k_partial_overlap_by_hand():
+    # Items a, b, c, d; k = 3; tau1 = [a, b, c], tau2 = [a, c, d]. Pairs of the union:
+    #   {a, c} case 1, same order: 0.      {a, b} case 2, a ahead of b in tau1 as tau2 implies: 0.
+    #   {b, c} case 2, b ahead of c in tau1, tau2 implies c ahead: 1.
+    #   {a, d} case 2, a ahead of d in tau2: 0.   {c, d} case 2, c ahead of d in tau2: 0.
+    #   {b, d} case 3: 1.
+    # K = 2; K_max = 3 ** 2 + 0.5 * 3 * 2 = 12; tau = 1 - 2 * 2 / 12 = 2 / 3.
+    x = [4.0, 3.0, 2.0, 1.0]
+    y = [4.0, 1.0, 3.0, 2.0]
+    assert top_k_kendall_tau(x, y, 3) == pytest.approx(2 / 3)
+
+
+def test_top_k_case_4_costs_half():
+    # k = 2; tau1 = [a, b], tau2 = [c, d]: 4 case-3 pairs (1 each) and 2 case-4 pairs (0.5 each) = K_max.
+    # Swap to tau2 = [a, c]: {a, b} case 2, 0; {a, c} case 2, 0; {b, c} case 3, 1; K = 1, K_max = 5.
+    x = [4.0, 3.0, 2.0, 1.0]
+    assert top_k_kendall_tau(x, [1.0, 2.0, 4.0, 3.0], 2) == pytest.approx(-1.0)
+    assert top_k_kendall_tau(x, [4.0, 1.0, 3.0, 2.0], 2) == pytest.approx(1 - 2 / 5)
+
+
+def test_top_k_full_reversal_stays_above_minus_one():
+    # k = n = 3, reversed: all 3 pairs are case 1 and discordant, K = 3 of K_max = 9 + 3 = 12.
+    assert top_k_kendall_tau([3.0, 2.0, 1.0], [1.0, 2.0, 3.0], 3) == pytest.approx(0.5)
+
+
+def test_top_k_clips_k_to_length():
+    x, y = [0.9, 0.1, 0.5], [0.2, 0.8, 0.4]
+    assert top_k_kendall_tau(x, y, 10) == top_k_kendall_tau(x, y, 3)
+
+
+def test_top_k_ties_break_to_lower_index():
+    # Top-1 of x = [1, 1, 0] is position 0 by the tie rule, which is y's top item: 1, not -1.
+    assert top_k_kendall_tau([1.0, 1.0, 0.0], [2.0, 1.0, 0.0], 1) == pytest.approx(1.0)
+    assert top_k_kendall_tau([1.0, 1.0, 0.0], [1.0, 2.0, 0.0], 1) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("x, y", [([], []), ([1.0], [2.0]), ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])])
+def test_top_k_undefined_is_nan_without_warnings(x, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(top_k_kendall_tau(x, y, 1))
+        assert math.isnan(top_k_kendall_tau(y, x, 2))
+
+
+def test_top_k_matches_reference_on_random_cases():
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n = int(rng.integers(2, 30))
+        x, y = random_pair(rng, n, ties=trial % 3 == 0)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        k = int(rng.integers(1, n + 3))
+        assert top_k_kendall_tau(x, y, k) == pytest.approx(reference_top_k_tau(x, y, k)), (x, y, k)
+
+
+def test_top_k_properties():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        x, y = random_pair(rng, n)
+        k = int(rng.integers(1, n + 1))
+        tau = top_k_kendall_tau(x, y, k)
+        assert -1 <= tau <= 1
+        assert top_k_kendall_tau(y, x, k) == pytest.approx(tau)
+        assert top_k_kendall_tau(np.exp(x), y, k) == pytest.approx(tau)
+        assert top_k_kendall_tau(3 * x + 1, y, k) == pytest.approx(tau)
+        assert kendall_tau(np.exp(x), y)[0] == pytest.approx(kendall_tau(x, y)[0])
+
+
+# Batched --------------------------------------------------------------------------------------------
+
+
+def test_batch_matches_single_instance_functions():
+    rng = np.random.default_rng(3)
+    lengths = [1, 2, 3, 19, 56, 7, 0] + list(rng.integers(2, 57, 600))
+    pairs = [random_pair(rng, n, ties=i % 4 == 0) for i, n in enumerate(lengths)]
+    pairs[5] = (np.ones(7), rng.normal(size=7))  # Constant instance.
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    ks = rng.integers(1, 60, len(pairs))
+    result = batch_correlations(a, b, ks)
+    expected_top_k = [top_k_kendall_tau(x, y, int(k)) for x, y, k in zip(a, b, ks)]
+    expected_tau, expected_p = zip(*(kendall_tau(x, y) for x, y in zip(a, b)))
+    np.testing.assert_allclose(result["top_k_tau"], expected_top_k, equal_nan=True)
+    np.testing.assert_allclose(result["tau"], expected_tau, equal_nan=True)
+    np.testing.assert_allclose(result["p_value"], expected_p, equal_nan=True)
+    assert np.isnan(result["top_k_tau"][[0, 5, 6]]).all()
+    scalar = batch_top_k_kendall_tau(a, b, 5)
+    np.testing.assert_allclose(scalar, [top_k_kendall_tau(x, y, 5) for x, y in zip(a, b)], equal_nan=True)
+
+
+def test_batch_empty():
+    tau, p = batch_kendall_tau([], [])
+    assert tau.shape == p.shape == (0,)
+    assert batch_top_k_kendall_tau([], [], 3).shape == (0,)
+
+
+# Summaries ------------------------------------------------------------------------------------------
+
+
+def test_summarize_excludes_and_counts_nans():
+    summary = summarize([1.0, np.nan, 3.0, np.nan])
+    assert summary == {"mean": 2.0, "std": 1.0, "n": 2, "n_nan": 2}
+    empty = summarize([np.nan])
+    assert math.isnan(empty["mean"]) and math.isnan(empty["std"]) and empty["n"] == 0 and empty["n_nan"] == 1
+
+
+def test_significant_fraction():
+    assert significant_fraction([0.01, 0.2, np.nan, 0.04, 0.05]) == pytest.approx(2 / 4)
+    assert significant_fraction([0.01, 0.2], alpha=0.5) == pytest.approx(1.0)
+    assert math.isnan(significant_fraction([np.nan]))
+
+
+# Validation -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kendall_tau([1.0, 2.0], [1.0, 2.0, 3.0]), "same length, got 2 and 3"),
+        (lambda: top_k_kendall_tau([1.0, 2.0], [1.0], 1), "same length, got 2 and 1"),
+        (lambda: kendall_tau([[1.0, 2.0]], [[1.0, 2.0]]), r"x must be 1-D, got shape \(1, 2\)"),
+        (lambda: kendall_tau([1.0, np.nan], [1.0, 2.0]), "x must be finite, got nan at index 1"),
+        (lambda: top_k_kendall_tau([1.0, 2.0], [np.inf, 2.0], 1), "y must be finite, got inf at index 0"),
+        (lambda: top_k_kendall_tau([1.0, 2.0], [1.0, 2.0], 0), "k must be an integer >= 1, got 0"),
+        (lambda: top_k_kendall_tau([1.0, 2.0], [1.0, 2.0], 1.5), "k must be an integer >= 1, got 1.5"),
+        (
+            lambda: batch_top_k_kendall_tau([[1.0, 2.0]], [[1.0, 2.0]], [0]),
+            "k must be >= 1, got 0 at index 0",
+        ),
+        (lambda: batch_top_k_kendall_tau([[1.0, 2.0]], [[1.0, 2.0]], [1, 2]), r"shape \(1,\)"),
+        (lambda: batch_kendall_tau([[1.0]], [[1.0], [2.0]]), "same number of instances, got 1 and 2"),
+        (lambda: batch_kendall_tau([[1.0], [1.0, np.nan]], [[1.0], [1.0, 2.0]]), "instance 1: x must be"),
+        (lambda: summarize([[1.0]]), "values must be 1-D"),
+        (lambda: significant_fraction([0.1], alpha=1.5), "alpha must be in .0, 1., got 1.5"),
+    ],
+)
+def test_bad_inputs_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,145 @@
+"""Data preparation on real local files: CSV and Hub paths, IMDB filtering and splits, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import sentiment_rows, write_csv
+from trainables import data
+from trainables.data import DataError, build_vocab, length_batches, pad, prepare, tokenize
+
+
+def test_tokenize_lowercases_and_drops_punctuation_and_break_tags():
+    assert tokenize(["A GREAT film, really!<br /><br />Loved it."]) == [
+        ["a", "great", "film", "really", "loved", "it"]
+    ]
+
+
+def test_prepare_reads_local_csvs_and_indexes_with_a_train_vocabulary(sst_dir):
+    prepared = prepare("sst2", sst_dir)
+    assert [len(prepared.splits[s]) for s in ("train", "validation", "test")] == [240, 60, 60]
+    assert prepared.vocab[:2] == ["<pad>", "<unk>"]
+    train = prepared.splits["train"]
+    assert all(t.dtype == np.int64 and (t >= 2).all() for t in train.tokens)  # every train word is known
+    assert set(train.labels.tolist()) == {0, 1}
+
+
+def test_vocabulary_respects_min_freq_and_orders_by_frequency():
+    assert build_vocab([["b", "a", "b"], ["c", "b", "a"]], min_freq=2) == ["<pad>", "<unk>", "b", "a"]
+
+
+def test_max_examples_caps_each_split_deterministically(sst_dir):
+    first = prepare("sst2", sst_dir, max_examples=50, split_seed=3)
+    again = prepare("sst2", sst_dir, max_examples=50, split_seed=3)
+    assert [len(first.splits[s]) for s in data.SPLITS] == [50, 50, 50]
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(first.splits["train"].tokens, again.splits["train"].tokens, strict=True)
+    )
+
+
+def imdb_dir(tmp_path, n_train=200, n_test=200, n_long=20):
+    """IMDB layout (train/test only); the first `n_long` reviews of each split are 450 tokens long."""
+    root = tmp_path / "data"
+    for seed, (split, n) in enumerate({"train": n_train, "test": n_test}.items()):
+        rows = sentiment_rows(n, seed)
+        rows[:n_long] = [(" ".join(["word"] * 450) + "<br />" + text, label) for text, label in rows[:n_long]]
+        write_csv(root / "imdb" / f"{split}.csv", rows)
+    return root
+
+
+def test_imdb_follows_jain_and_wallace_filter_split_and_sample(tmp_path):
+    prepared = prepare("imdb", imdb_dir(tmp_path))
+    assert prepared.dropped["train_too_long"] == 20 and prepared.dropped["test_too_long"] == 20
+    kept = 200 - 20
+    assert len(prepared.splits["validation"]) == round(0.2 * kept)
+    assert len(prepared.splits["train"]) == kept - round(0.2 * kept)
+    assert len(prepared.splits["test"]) == round(0.2 * kept)
+    assert max(prepared.splits["train"].lengths) <= 399
+    again = prepare("imdb", imdb_dir(tmp_path))
+    assert np.array_equal(prepared.splits["test"].labels, again.splits["test"].labels)
+    other_seed = prepare("imdb", imdb_dir(tmp_path), split_seed=7)
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(
+            prepared.splits["validation"].tokens, other_seed.splits["validation"].tokens, strict=False
+        )
+    )
+
+
+def test_max_tokens_overrides_the_length_filter(tmp_path):
+    prepared = prepare("imdb", imdb_dir(tmp_path, n_long=0), max_tokens=10)
+    assert all(split.lengths.max() <= 10 for split in prepared.splits.values())
+    assert prepared.dropped["train_too_long"] > 0
+
+
+def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch):
+    """The real `datasets.load_dataset(<hub id>)` path, pointed at a local folder laid out like the Hub repo."""
+    repo = tmp_path / "SetFit-sst2"
+    for seed, split in enumerate(data.SPLITS):
+        write_csv(repo / f"{split}.csv", sentiment_rows(30, seed))
+    monkeypatch.setitem(data.DATASETS, "sst2", dataclasses.replace(data.DATASETS["sst2"], hub_id=str(repo)))
+    prepared = prepare("sst2", data_dir=None)
+    assert len(prepared.splits["test"]) == 30
+
+
+def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setitem(
+        data.DATASETS,
+        "sst2",
+        dataclasses.replace(data.DATASETS["sst2"], hub_id="no-such-org/no-such-dataset"),
+    )
+    with pytest.raises(DataError, match=r"Hugging Face Hub \(no-such-org/no-such-dataset\).*pass --data-dir"):
+        data.load_raw("sst2", None)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda root: (root / "sst2" / "test.csv").unlink(), "missing split file"),
+        (
+            lambda root: write_csv(root / "sst2" / "train.csv", [("a b", 1)], header=("sentence", "label")),
+            "lacks column(s) text; found: sentence, label; required: text,label",
+        ),
+        (
+            lambda root: write_csv(root / "sst2" / "train.csv", [("a b", 1), ("c", 3)]),
+            "has label(s) [3]; allowed",
+        ),
+        (lambda root: write_csv(root / "sst2" / "test.csv", [("!!", 1), ("", 0)]), "split 'test' is empty"),
+    ],
+)
+def test_bad_data_gives_one_line_errors(sst_dir, mutate, fragment):
+    mutate(sst_dir)
+    with pytest.raises(DataError) as error:
+        prepare("sst2", sst_dir)
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_data_dir_and_unknown_dataset(tmp_path):
+    with pytest.raises(DataError, match="is not a directory"):
+        prepare("sst2", tmp_path / "nowhere")
+    with pytest.raises(DataError, match="unknown dataset 'sst5'; allowed: sst2, imdb"):
+        prepare("sst5", tmp_path)
+
+
+def test_empty_texts_are_dropped_and_counted(sst_dir):
+    rows = sentiment_rows(40, 0) + [("", 1), ("...", 0)]
+    write_csv(sst_dir / "sst2" / "train.csv", rows)
+    prepared = prepare("sst2", sst_dir)
+    assert prepared.dropped["train_empty"] == 2 and len(prepared.splits["train"]) == 40
+
+
+def test_pad_masks_and_length_batches_group_similar_lengths():
+    tokens, mask = pad([np.array([5, 6, 7]), np.array([8])])
+    assert torch.equal(tokens, torch.tensor([[5, 6, 7], [8, 0, 0]]))
+    assert torch.equal(mask, tokens != 0)
+    lengths = np.array([5, 1, 9, 2, 8, 3])
+    batches = list(length_batches(lengths, 2))
+    assert [sorted(lengths[b].tolist()) for b in batches] == [[1, 2], [3, 5], [8, 9]]
+    shuffled = list(length_batches(lengths, 2, np.random.default_rng(0)))
+    assert sorted(np.concatenate(shuffled).tolist()) == list(range(6))

@@ -1,0 +1,83 @@
+"""End to end: the smoke preset through a real local Ray cluster into a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweep.config import ConfigError, load_preset, with_overrides
+from sweep.runner import SweepOptions, run_sweep
+from tests.conftest import sentiment_rows, write_csv
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
+        write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_cluster, data_dir, tmp_path_factory):
+    """The smoke preset run once; tests below read its MLflow store."""
+    out = tmp_path_factory.mktemp("out")
+    options = SweepOptions(data_dir=data_dir, output_dir=out)
+    result = run_sweep(load_preset("smoke"), options)
+    return result, options
+
+
+def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
+    result, _ = smoke
+    assert result.failed == 0 and list(result.summary["status"]) == ["FINISHED", "FINISHED"]
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [
+        "sst2-lstm-tanh-softmax-s1",
+        "sst2-lstm-tanh-sparsemax-s1",
+    ]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert {tags[k] for k in ("dataset", "encoder", "attention", "seed", "sweep")} == {
+            "sst2",
+            "lstm",
+            "tanh",
+            "1",
+            "smoke",
+        }
+        assert tags["normalizer"] in run.info.run_name and tags["device"] == "cpu"
+        assert params["train.max_epochs"] == "2" and params["train.embed_dim"] == "32"
+        for name in ("test/accuracy", "test/f1", "test/auc", "best_val_auc", "time/train_s"):
+            assert name in metrics
+        assert metrics["epochs_trained"] == 2
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        assert sorted(m.step for m in history) == [0, 1]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "model.pt" in artifacts
+
+
+def test_the_same_config_and_seed_give_the_same_metrics(smoke, data_dir, tmp_path):
+    result, options = smoke
+    config = load_preset("smoke")
+    config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, normalizer=("sparsemax",)))
+    config = with_overrides(config, name="smoke-again")
+    again = run_sweep(config, dataclasses.replace(options, output_dir=tmp_path))
+    client = MlflowClient(result.tracking_uri)
+    first = client.search_runs([result.experiment_id], "attributes.run_name = 'sst2-lstm-tanh-sparsemax-s1'")[
+        0
+    ]
+    second = MlflowClient(again.tracking_uri).search_runs([again.experiment_id])[0]
+    for name in ("test/accuracy", "test/auc", "best_val_auc"):
+        assert first.data.metrics[name] == second.data.metrics[name]
+
+
+def test_an_existing_experiment_is_not_silently_overwritten(smoke):
+    _, options = smoke
+    with pytest.raises(ConfigError, match="experiment 'smoke' already exists at .*; pass --overwrite"):
+        run_sweep(load_preset("smoke"), options)
