@@ -43,7 +43,10 @@ def test_presets_load_with_their_documented_grids():
         ({"name": "x", "train": {"epochs": 3}}, "train: unknown key 'epochs'; allowed: embed_dim"),
         ({"name": "x", "resources": {"max_concurrent": 0}}, "resources.max_concurrent: 0 must be > 0"),
         ({"name": "x", "resources": {"gpus_per_trial": -1}}, "resources.gpus_per_trial: -1.0 must be >= 0"),
-        ({"name": "x", "explain": {"enabled": "yes"}}, "explain.enabled: 'yes' is a str; expected bool"),
+        (
+            {"name": "x", "counterfactual": {"enabled": "yes"}},
+            "counterfactual.enabled: 'yes' is a str; expected bool",
+        ),
         ({"name": "x", "data": "all"}, "data: expected a mapping"),
         ({"grid": {}}, "name must be a non-empty string"),
         (["name"], "expected a YAML mapping"),

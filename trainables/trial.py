@@ -19,6 +19,7 @@ from ray import tune
 
 from sweep.config import CounterfactualSettings, ExplainSettings, TrainSettings
 from trainables.data import PreparedDataset, load_vectors
+from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
 from trainables.tracking import TrialRun
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
@@ -135,10 +136,15 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
             epochs_trained=state.epoch + 1,
             **{"time/train_s": train_seconds},
         )
+        explanation = explain_split(model, test, explain, counterfactual, device, config["seed"])
+        final.update(explanation.metrics)
         with tempfile.TemporaryDirectory() as folder:
             weights = Path(folder) / "model.pt"
             torch.save({"state_dict": model.state_dict(), "vocab": data.vocab, "config": config}, weights)
-            run.log_artifact(weights)
+            explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
+            explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
+            for name in ("model.pt", "instances.parquet", "tokens.parquet"):
+                run.log_artifact(Path(folder) / name)
         run.log_metrics(final)
         run.finish("FINISHED")
     except BaseException:
