@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from sweep.config import ConfigError, load_config, load_preset, preset_names, with_overrides
-from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, run_sweep
+from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, resume_sweep, run_sweep
 from sweep.tracking import TrackingError
 from trainables.data import DataError
 
@@ -23,12 +24,19 @@ def parse_seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line like every other input error (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser = OneLineErrorParser(
+        prog="run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -36,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a preset from sweep/presets: {', '.join(preset_names())} (default: {DEFAULT_PRESET})",
     )
     source.add_argument("--config", type=Path, help="a sweep YAML file (same format as the presets)")
+    source.add_argument(
+        "--resume",
+        metavar="NAME",
+        help="continue experiment NAME after a crash or Ctrl-C: finished trials are kept, "
+        "unfinished ones continue from their last checkpoint, in their MLflow runs",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -60,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="an existing Ray cluster ('auto' on a cluster head); default: start locally"
     )
     parser.add_argument("--max-concurrent", type=int, help="trials running at once")
-    parser.add_argument(
-        "--seeds", type=parse_seeds, help="comma-separated seeds replacing the grid's, e.g. 1,2,3"
-    )
+    parser.add_argument("--seeds", help="comma-separated seeds replacing the grid's, e.g. 1,2,3")
     parser.add_argument("--max-epochs", type=int, help="upper limit on training epochs")
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs each trial requests")
     parser.add_argument(
@@ -77,29 +89,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    overrides = {
+        "name": args.name,
+        "seeds": args.seeds,  # parsed below, so a bad value gets the one-line error of the rest
+        "max_epochs": args.max_epochs,
+        "max_concurrent": args.max_concurrent,
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+    }
+    options = SweepOptions(
+        data_dir=args.data_dir,
+        tracking_uri=args.tracking_uri,
+        output_dir=args.output_dir.resolve(),
+        storage_path=args.storage_path,
+        address=args.address,
+        overwrite=args.overwrite,
+    )
     try:
-        config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
-        config = with_overrides(
-            config,
-            name=args.name,
-            seeds=args.seeds,
-            max_epochs=args.max_epochs,
-            max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
-        )
-        options = SweepOptions(
-            data_dir=args.data_dir,
-            tracking_uri=args.tracking_uri,
-            output_dir=args.output_dir.resolve(),
-            storage_path=args.storage_path,
-            address=args.address,
-            overwrite=args.overwrite,
-        )
-        result = run_sweep(config, options)
+        if args.resume:
+            given = [f"--{k.replace('_', '-')}" for k, v in overrides.items() if v is not None]
+            if given or args.overwrite:
+                raise ConfigError(
+                    f"--resume continues the saved sweep as it was; drop {' '.join(given) or '--overwrite'}"
+                )
+            result = resume_sweep(args.resume, options)
+        else:
+            if args.seeds is not None:
+                overrides["seeds"] = parse_seeds(args.seeds)
+            config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
+            result = run_sweep(with_overrides(config, **overrides), options)
     except (ConfigError, DataError, TrackingError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(f"\nSweep {config.name!r}: {len(result.summary)} trials, {result.failed} failed")
+        parser.error(str(error))
+    print(f"\nSweep {result.name!r}: {len(result.summary)} trials, {result.failed} failed")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
     print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")

@@ -93,7 +93,7 @@ class ExplainSettings:
     """Feature importance and correlations on the test set (always computed: the point of every trial)."""
 
     batch_size: int = positive(default=256)  # instances per gradient / LOO batch
-    loo_max_rows: int = positive(default=64)  # deleted sequences per LOO forward pass (64 fastest on 1 CPU)
+    loo_max_rows: int = positive(default=256)  # deleted sequences per LOO forward pass (256 fastest on 1 CPU)
 
 
 @dataclass(frozen=True)
@@ -120,12 +120,23 @@ class ResourceSettings:
     max_failures: int = non_negative(default=2)  # retries of a raising trial, from its last checkpoint
 
 
+@dataclass(frozen=True)
+class FaultSettings:
+    """Deliberate failures, used only by the tests of retries and failure reporting."""
+
+    fail_after_epoch: int | None = (
+        None  # every trial raises once, after this epoch's checkpoint, then recovers
+    )
+    fail_trial: str | None = None  # the trial with this run name raises at every attempt
+
+
 SECTIONS: dict[str, type] = {
     "data": DataSettings,
     "train": TrainSettings,
     "explain": ExplainSettings,
     "counterfactual": CounterfactualSettings,
     "resources": ResourceSettings,
+    "faults": FaultSettings,
 }
 
 
@@ -141,10 +152,16 @@ class SweepConfig:
     explain: ExplainSettings = ExplainSettings()
     counterfactual: CounterfactualSettings = CounterfactualSettings()
     resources: ResourceSettings = ResourceSettings()
+    faults: FaultSettings = FaultSettings()
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The settings sections as plain dicts, the part of every trial's config outside the grid."""
         return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-shaped dict that `parse_config` turns back into this config."""
+        grid = {axis: list(values) for axis, values in dataclasses.asdict(self.grid).items()}
+        return {"name": self.name, "description": self.description, "grid": grid, **self.settings()}
 
 
 def _check_value(where: str, value: Any, annotation: Any, meta: typing.Mapping) -> Any:
@@ -267,9 +284,8 @@ def with_overrides(
     gpus_per_trial: float | None = None,
 ) -> SweepConfig:
     """Command-line overrides, validated like the YAML values they replace."""
-    raw: dict[str, Any] = {"name": name or config.name, "description": config.description}
-    raw["grid"] = {k: list(v) for k, v in dataclasses.asdict(config.grid).items()}
-    raw.update(config.settings())
+    raw = config.to_dict()
+    raw["name"] = name or config.name
     if seeds is not None:
         raw["grid"]["seed"] = seeds
     for section, key, value in (

@@ -1,15 +1,18 @@
-"""Run a sweep: prepare data and MLflow in the driver, then one Ray Tune trial per grid point."""
+"""Run or resume a sweep: prepare data and MLflow in the driver, then one Ray Tune trial per grid point."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
-from sweep.config import ConfigError, SweepConfig
+from sweep.config import ConfigError, SweepConfig, parse_config
 from sweep.tracking import (
     check_reachable,
     default_tracking_uri,
@@ -22,6 +25,7 @@ from trainables.tracking import AXES, run_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
+SWEEP_FILE = "ane_sweep.json"  # beside Ray's experiment state: what `--resume` needs to rebuild the trainable
 SUMMARY_COLUMNS = ["trial", "status", "epochs_trained", "test_accuracy", "test_auc", "error"]
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -49,13 +53,17 @@ class SweepOptions:
 
     @property
     def resolved_storage_path(self) -> str:
-        return self.storage_path or str((self.output_dir / "ray_results").resolve())
+        storage = self.storage_path or str((self.output_dir / "ray_results").resolve())
+        if "://" not in storage and not Path(storage).is_absolute():
+            raise ConfigError(f"storage path {storage!r} must be absolute or a URI (s3://, gs://)")
+        return storage.rstrip("/")
 
 
 @dataclass
 class SweepResult:
-    """What `run_sweep` returns: a row per trial and where to look."""
+    """What a sweep returns: a row per trial and where to look."""
 
+    name: str
     summary: pd.DataFrame
     experiment_id: str
     tracking_uri: str
@@ -83,28 +91,94 @@ def param_space(config: SweepConfig, tracking: dict[str, str]) -> dict:
 
 
 def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
-    """Validate inputs, run every trial through Ray Tune, and return a summary of the trials."""
-    storage = options.resolved_storage_path
-    if "://" not in storage and not Path(storage).is_absolute():
-        raise ConfigError(f"storage path {storage!r} must be absolute or a URI (s3://, gs://)")
-    experiment_dir = f"{storage.rstrip('/')}/{config.name}"
-    if "://" not in storage and Path(experiment_dir).exists() and not options.overwrite:
+    """Start a new sweep: validate inputs (writing nothing if any is bad), then run every trial."""
+    from ray import tune
+
+    experiment_dir = f"{options.resolved_storage_path}/{config.name}"
+    exists = (
+        Path(experiment_dir).exists()
+        if "://" not in experiment_dir
+        else tune.Tuner.can_restore(experiment_dir)
+    )
+    if exists and not options.overwrite:
         raise ConfigError(
-            f"experiment {config.name!r} already exists at {experiment_dir}; pass --overwrite to replace it"
+            f"experiment {config.name!r} already exists at {experiment_dir}; "
+            f"pass --resume {config.name} to continue it or --overwrite to replace it"
         )
     uri = options.resolved_tracking_uri
+    if not is_local_store(uri):
+        check_reachable(uri)  # before the (possibly long) data preparation, and before writing anything
+    datasets = prepare_datasets(config, options.data_dir)
+    client, experiment_id = open_experiment(uri, config.name, options)
+    if not exists and not options.overwrite and client.search_runs([experiment_id], max_results=1):
+        raise ConfigError(
+            f"MLflow experiment {config.name!r} already has runs in {uri}; "
+            "pass --overwrite to replace them or --name to pick another name"
+        )
+    if exists or options.overwrite:
+        if "://" not in experiment_dir and Path(experiment_dir).exists():
+            shutil.rmtree(experiment_dir)
+        for run in client.search_runs([experiment_id]):
+            client.delete_run(run.info.run_id)
+    if "://" not in experiment_dir:
+        Path(experiment_dir).mkdir(parents=True)
+        saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
+        (Path(experiment_dir) / SWEEP_FILE).write_text(json.dumps(saved, indent=2))
+    tracking = {"uri": uri, "experiment_id": experiment_id, "sweep": config.name}
+
+    def make_tuner(trainable: Callable) -> tune.Tuner:
+        return tune.Tuner(
+            trainable,
+            param_space=param_space(config, tracking),
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=config.resources.max_concurrent,
+                trial_name_creator=lambda trial: run_name(trial.config),
+                trial_dirname_creator=lambda trial: run_name(trial.config),
+            ),
+            run_config=tune.RunConfig(
+                name=config.name,
+                storage_path=options.resolved_storage_path,
+                # two: after a SIGKILL the saved experiment state can point at the previous checkpoint
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
+                verbose=1,
+            ),
+        )
+
+    summary = fit(make_tuner, config, datasets, options, client, experiment_id)
+    return SweepResult(config.name, summary, experiment_id, uri, experiment_dir)
+
+
+def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
+    """Continue an interrupted sweep: finished trials stay, the others continue from their checkpoints."""
+    from ray import tune
+
+    experiment_dir = f"{options.resolved_storage_path}/{name}"
+    sweep_file = Path(experiment_dir) / SWEEP_FILE
+    if not tune.Tuner.can_restore(experiment_dir) or not sweep_file.is_file():
+        raise ConfigError(f"no experiment {name!r} to resume at {experiment_dir}; start it without --resume")
+    saved = json.loads(sweep_file.read_text())
+    config = parse_config(saved["config"], str(sweep_file))
+    data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
+    uri = options.resolved_tracking_uri
+    check_reachable(uri)
+    datasets = prepare_datasets(config, data_dir)
+    client, experiment_id = open_experiment(uri, config.name, options)
+
+    def make_tuner(trainable: Callable) -> tune.Tuner:
+        return tune.Tuner.restore(experiment_dir, trainable, resume_errored=True)
+
+    summary = fit(make_tuner, config, datasets, options, client, experiment_id)
+    return SweepResult(config.name, summary, experiment_id, uri, experiment_dir)
+
+
+def open_experiment(uri: str, name: str, options: SweepOptions) -> tuple[MlflowClient, str]:
+    """The MLflow client and experiment id, creating a local store and the experiment if needed."""
     if is_local_store(uri):
         options.output_dir.mkdir(parents=True, exist_ok=True)
     client = check_reachable(uri)
-    datasets = prepare_datasets(config, options.data_dir)
-
-    if "://" not in storage and Path(experiment_dir).exists():
-        shutil.rmtree(experiment_dir)
     artifact_root = options.output_dir / "mlartifacts" if is_local_store(uri) else None
-    experiment_id = ensure_experiment(client, config.name, artifact_root)
-    tracking = {"uri": uri, "experiment_id": experiment_id, "sweep": config.name}
-    grid = _run_tuner(config, options, datasets, tracking, storage)
-    return SweepResult(summarize(grid), experiment_id, uri, experiment_dir)
+    return client, ensure_experiment(client, name, artifact_root)
 
 
 def runtime_env(extra: dict[str, str] | None = None) -> dict:
@@ -116,7 +190,19 @@ def runtime_env(extra: dict[str, str] | None = None) -> dict:
     return {"env_vars": env}
 
 
-def _run_tuner(config: SweepConfig, options: SweepOptions, datasets: dict, tracking: dict, storage: str):
+def fit(
+    make_tuner: Callable,
+    config: SweepConfig,
+    datasets: dict[str, PreparedDataset],
+    options: SweepOptions,
+    client: MlflowClient,
+    experiment_id: str,
+) -> pd.DataFrame:
+    """Run the tuner on a Ray instance (started here unless one is running) and summarise its trials.
+
+    Afterwards, runs still marked RUNNING belong to trials that were stopped (Ctrl-C, a killed worker):
+    they are marked KILLED, and a resume sets them RUNNING again.
+    """
     import ray
     from ray import tune
 
@@ -124,30 +210,21 @@ def _run_tuner(config: SweepConfig, options: SweepOptions, datasets: dict, track
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=options.address, include_dashboard=False, runtime_env=runtime_env(options.extra_env))
+        ray.init(
+            address=options.address or "local",  # never attach to another cluster unless asked to
+            include_dashboard=False,
+            runtime_env=runtime_env(options.extra_env),
+        )
     try:
         resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(config, tracking),
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=config.resources.max_concurrent,
-                trial_name_creator=lambda trial: run_name(trial.config),
-                trial_dirname_creator=lambda trial: run_name(trial.config),
-            ),
-            run_config=tune.RunConfig(
-                name=config.name,
-                storage_path=storage,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
-                verbose=1,
-            ),
-        )
-        return tuner.fit()
+        grid = make_tuner(trainable).fit()
     finally:
+        for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+            client.set_terminated(run.info.run_id, status="KILLED")
         if started_here:
             ray.shutdown()
+    return summarize(grid)
 
 
 def summarize(grid) -> pd.DataFrame:

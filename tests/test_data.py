@@ -78,7 +78,7 @@ def test_max_tokens_overrides_the_length_filter(tmp_path):
 
 
 def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch):
-    """The real `datasets.load_dataset(<hub id>)` path, pointed at a local folder laid out like the Hub repo."""
+    """The real `datasets.load_dataset(<hub id>)` path, given a local folder laid out like the Hub repo."""
     repo = tmp_path / "SetFit-sst2"
     for seed, split in enumerate(data.SPLITS):
         write_csv(repo / f"{split}.csv", sentiment_rows(30, seed))

@@ -151,7 +151,9 @@ def _read_csv(path: Path):
     try:
         return datasets.load_dataset("csv", data_files=str(path), split="train")
     except Exception as error:  # pandas and pyarrow parse errors
-        raise DataError(f"cannot read {str(path)!r} as CSV: {str(error).strip().splitlines()[0][:200]}") from None
+        raise DataError(
+            f"cannot read {str(path)!r} as CSV: {str(error).strip().splitlines()[0][:200]}"
+        ) from None
 
 
 def prepare(

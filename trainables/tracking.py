@@ -37,20 +37,24 @@ def run_name(config: Mapping[str, Any]) -> str:
 
 
 class TrialRun:
-    """The MLflow run of one trial: created on first start, reattached by id after a restore."""
+    """One trial's MLflow run: found by its Ray trial id (retries and restores reuse it), or created."""
 
-    def __init__(self, tracking: Mapping[str, str], config: Mapping[str, Any], run_id: str | None = None):
+    def __init__(self, tracking: Mapping[str, str], config: Mapping[str, Any], trial_id: str):
         self.client = MlflowClient(tracking_uri=tracking["uri"])
-        if run_id is None:
-            tags = {axis: str(config[axis]) for axis in AXES}
-            tags["sweep"] = tracking["sweep"]
-            run = self.client.create_run(tracking["experiment_id"], run_name=run_name(config), tags=tags)
-            self.run_id = run.info.run_id
-            params = {k: v for k, v in flatten(config).items() if not k.startswith("tracking.")}
-            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
-        else:
-            self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
+        existing = self.client.search_runs(
+            [tracking["experiment_id"]], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1
+        )
+        self.resumed = bool(existing)
+        if self.resumed:
+            self.run_id = existing[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        tags = {axis: str(config[axis]) for axis in AXES}
+        tags.update(sweep=tracking["sweep"], trial_id=trial_id)
+        run = self.client.create_run(tracking["experiment_id"], run_name=run_name(config), tags=tags)
+        self.run_id = run.info.run_id
+        params = {k: v for k, v in flatten(config).items() if not k.startswith("tracking.")}
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log finite metrics in batches; NaN values are skipped (MLflow's UI cannot chart them)."""
@@ -71,3 +75,8 @@ class TrialRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+    def fail(self, traceback_text: str) -> None:
+        """Mark the run FAILED with the traceback as an artifact (a retry sets it RUNNING again)."""
+        self.client.log_text(self.run_id, traceback_text, "traceback.txt")
+        self.finish("FAILED")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,11 @@ import numpy as np
 import torch
 from ray import tune
 
-from sweep.config import CounterfactualSettings, ExplainSettings, TrainSettings
+from sweep.config import CounterfactualSettings, ExplainSettings, FaultSettings, TrainSettings
 from trainables.data import PreparedDataset, load_vectors
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
-from trainables.tracking import TrialRun
+from trainables.tracking import TrialRun, run_name
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,12 @@ CHECKPOINT_FILE = "trial_state.pt"
 class TrialState:
     """Everything needed to continue a trial after a restore, saved in every epoch's checkpoint."""
 
-    run_id: str
-    epoch: int  # last finished epoch
+    epoch: int  # last finished epoch, -1 before the first
     model: dict
     optimizer: dict
     stopping: EarlyStopping
-    done_training: bool
+    done_training: bool = False
+    train_seconds: float = 0.0
 
 
 def choose_device() -> torch.device:
@@ -94,25 +95,28 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
     train = TrainSettings(**config["train"])
     explain = ExplainSettings(**config["explain"])
     counterfactual = CounterfactualSettings(**config["counterfactual"])
+    faults = FaultSettings(**config["faults"])
     data = datasets[config["dataset"]]
     seed_everything(config["seed"])
     device = choose_device()
     model = build_model(config, train, data, device)
     optimizer = make_optimizer(model, train.lr, train.weight_decay)
     state = restore_state()
-    run = TrialRun(config["tracking"], config, run_id=state.run_id if state else None)
+    run = TrialRun(config["tracking"], config, trial_id=tune.get_context().get_trial_id())
     try:
+        run.set_tags({"device": device.type})
+        if faults.fail_trial == run_name(config):
+            raise RuntimeError(f"trial {faults.fail_trial} failed on purpose (faults.fail_trial)")
         if state is None:
-            run.set_tags({"device": device.type})
-            state = TrialState(run.run_id, -1, {}, {}, EarlyStopping(train.patience), done_training=False)
+            state = TrialState(-1, {}, {}, EarlyStopping(train.patience))
         else:
             model.load_state_dict(state.model)
             optimizer.load_state_dict(state.optimizer)
         logged_epochs = run.logged_steps("train/loss")
-        started = time.perf_counter()
         for epoch in range(state.epoch + 1, train.max_epochs):
             if state.done_training:
                 break
+            started = time.perf_counter()
             rng = np.random.default_rng([config["seed"], epoch])
             loss = train_epoch(model, optimizer, data.splits["train"], train.batch_size, rng, device)
             val = data.splits["validation"]
@@ -120,11 +124,13 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
             state.stopping.update(epoch, val_auc, model)
             state.epoch, state.done_training = epoch, state.stopping.should_stop
             state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
+            state.train_seconds += time.perf_counter() - started
             metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
             if epoch not in logged_epochs:
                 run.log_metrics(metrics, step=epoch)
             report_epoch(metrics, state)
-        train_seconds = time.perf_counter() - started
+            if epoch == faults.fail_after_epoch and not run.resumed:
+                raise RuntimeError(f"trial failed on purpose after epoch {epoch} (faults.fail_after_epoch)")
 
         model.load_state_dict(state.stopping.best_state)
         test = data.splits["test"]
@@ -134,20 +140,22 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
             best_epoch=state.stopping.best_epoch,
             best_val_auc=state.stopping.best_auc,
             epochs_trained=state.epoch + 1,
-            **{"time/train_s": train_seconds},
+            **{"time/train_s": state.train_seconds},
         )
         explanation = explain_split(model, test, explain, counterfactual, device, config["seed"])
         final.update(explanation.metrics)
         with tempfile.TemporaryDirectory() as folder:
-            weights = Path(folder) / "model.pt"
-            torch.save({"state_dict": model.state_dict(), "vocab": data.vocab, "config": config}, weights)
+            torch.save(
+                {"state_dict": model.state_dict(), "vocab": data.vocab, "config": config},
+                Path(folder) / "model.pt",
+            )
             explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
             explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
             for name in ("model.pt", "instances.parquet", "tokens.parquet"):
                 run.log_artifact(Path(folder) / name)
         run.log_metrics(final)
         run.finish("FINISHED")
-    except BaseException:
-        run.finish("FAILED")
+    except Exception:
+        run.fail(traceback.format_exc())
         raise
     tune.report(final)

@@ -1,0 +1,279 @@
+"""Reliability: bad input stops before anything is written; failures, kills and resumes lose nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+import run_sweep
+from tests.conftest import write_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def sweep_yaml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def bad_data(root: Path, split: str, rows: list, header=("text", "label")) -> None:
+    write_csv(root / "sst2" / f"{split}.csv", rows, header)
+
+
+# Each case: a function of (tmp_path, data_dir) giving extra argv, and a fragment of the one-line error.
+BAD_INPUTS = {
+    "unknown preset": (
+        lambda t, d: ["--preset", "huge"],
+        "unknown preset 'huge'; allowed: paper, smoke, sst",
+    ),
+    "unknown dataset": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {dataset: [yelp]}\n")],
+        "grid.dataset: unknown value 'yelp'; allowed: sst2, imdb",
+    ),
+    "unknown encoder": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {encoder: [gru]}\n")],
+        "grid.encoder: unknown value 'gru'",
+    ),
+    "unknown attention": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {attention: [mlp]}\n")],
+        "grid.attention: unknown value 'mlp'; allowed: tanh, dot",
+    ),
+    "unknown normalizer": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {normalizer: [max]}\n")],
+        "grid.normalizer: unknown value 'max'; allowed: softmax, sparsemax",
+    ),
+    "malformed yaml": (lambda t, d: ["--config", sweep_yaml(t, "name: [x\n")], "malformed YAML"),
+    "unknown yaml key": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\noptimiser: sgd\n")],
+        "unknown key 'optimiser'",
+    ),
+    "wrong type": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ntrain: {lr: fast}\n")],
+        "train.lr: 'fast' is a str; expected float",
+    ),
+    "non-positive epochs": (
+        lambda t, d: ["--preset", "smoke", "--max-epochs", "0"],
+        "train.max_epochs: 0 must be > 0",
+    ),
+    "non-positive batch size": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ntrain: {batch_size: 0}\n")],
+        "train.batch_size: 0 must be > 0",
+    ),
+    "non-positive concurrency": (
+        lambda t, d: ["--preset", "smoke", "--max-concurrent", "-2"],
+        "resources.max_concurrent: -2 must be > 0",
+    ),
+    "non-integer seeds": (
+        lambda t, d: ["--preset", "smoke", "--seeds", "1,two"],
+        "--seeds must be comma-separated",
+    ),
+    "non-integer epochs flag": (
+        lambda t, d: ["--max-epochs", "ten"],
+        "argument --max-epochs: invalid int value",
+    ),
+    "missing data dir": (
+        lambda t, d: ["--preset", "smoke", "--data-dir", str(t / "nowhere")],
+        "is not a directory",
+    ),
+    "missing split file": (
+        lambda t, d: (d / "sst2" / "validation.csv").unlink() or ["--preset", "smoke", "--data-dir", str(d)],
+        "missing split file",
+    ),
+    "csv without text": (
+        lambda t, d: (
+            bad_data(d, "train", [("a b", 1)], ("review", "label"))
+            or ["--preset", "smoke", "--data-dir", str(d)]
+        ),
+        "lacks column(s) text",
+    ),
+    "labels outside 0/1": (
+        lambda t, d: (
+            bad_data(d, "test", [("a b", 1), ("c d", 2)]) or ["--preset", "smoke", "--data-dir", str(d)]
+        ),
+        "has label(s) [2]; allowed labels: 0, 1",
+    ),
+    "empty split after filtering": (
+        lambda t, d: (
+            bad_data(d, "validation", [("", 1), ("?!", 0)]) or ["--preset", "smoke", "--data-dir", str(d)]
+        ),
+        "split 'validation' is empty after filtering",
+    ),
+    "unreachable tracking uri": (
+        lambda t, d: ["--preset", "smoke", "--data-dir", str(d), "--tracking-uri", "http://127.0.0.1:9"],
+        "MLflow tracking URI 'http://127.0.0.1:9' is not usable",
+    ),
+    "resume of an unknown experiment": (
+        lambda t, d: ["--resume", "never-ran"],
+        "no experiment 'never-ran' to resume",
+    ),
+    "resume with overrides": (lambda t, d: ["--resume", "x", "--seeds", "2"], "drop --seeds"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, sst_dir, capsys):
+    make_argv, fragment = BAD_INPUTS[case]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        run_sweep.main([*make_argv(tmp_path, sst_dir), "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert fragment in error, error
+    assert error.count("\n") == 1 and error.startswith("run_sweep.py: error: ")
+    assert not out.exists()
+
+
+def smoke_yaml(tmp_path: Path, name: str, **sections) -> str:
+    """The smoke preset with some sections replaced, written to a file."""
+    raw = yaml.safe_load((ROOT / "sweep" / "presets" / "smoke.yaml").read_text())
+    raw["name"] = name
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def runs_by_name(out: Path, experiment: str) -> dict:
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    names = [r.info.run_name for r in runs]
+    assert len(names) == len(set(names)), f"duplicate runs: {names}"
+    return {r.info.run_name: r for r in runs}
+
+
+def loss_steps(out: Path, run) -> list[int]:
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+
+
+@pytest.mark.ray
+def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(
+    ray_cluster, sst_dir, tmp_path, capsys
+):
+    config = smoke_yaml(
+        tmp_path,
+        "faulty",
+        faults={"fail_after_epoch": 0, "fail_trial": "sst2-lstm-tanh-sparsemax-s1"},
+        resources={"max_failures": 1},
+    )
+    out = tmp_path / "out"
+    code = run_sweep.main(["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "2 trials, 1 failed" in printed and "failed on purpose (faults.fail_trial)" in printed
+    runs = runs_by_name(out, "faulty")
+    recovered, failed = runs["sst2-lstm-tanh-softmax-s1"], runs["sst2-lstm-tanh-sparsemax-s1"]
+    assert recovered.info.status == "FINISHED" and "test/auc" in recovered.data.metrics
+    assert loss_steps(out, recovered) == [
+        0,
+        1,
+    ]  # failed after epoch 0, resumed from its checkpoint: no repeat
+    assert failed.info.status == "FAILED"
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    traceback = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
+    assert "RuntimeError: trial sst2-lstm-tanh-sparsemax-s1 failed on purpose" in Path(traceback).read_text()
+
+
+@pytest.mark.ray
+def test_eight_trials_logging_at_once_lose_no_metric(ray_cluster, sst_dir, tmp_path):
+    config = smoke_yaml(
+        tmp_path,
+        "eight",
+        grid={"seed": [1, 2, 3, 4]},
+        resources={"cpus_per_trial": 0.25, "max_concurrent": 8},
+        counterfactual={"steps": 5, "permutations": 3},
+    )
+    out = tmp_path / "out"
+    assert run_sweep.main(["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)]) == 0
+    runs = runs_by_name(out, "eight")
+    assert len(runs) == 8
+    metric_sets = {frozenset(r.data.metrics) for r in runs.values()}
+    assert len(metric_sets) == 1 and len(next(iter(metric_sets))) > 100
+    assert all(r.info.status == "FINISHED" and loss_steps(out, r) == [0, 1] for r in runs.values())
+
+
+def start_sweep(argv: list[str], ray_tmp: Path) -> subprocess.Popen:
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_sweep.py"), *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_ray_under(ray_tmp: Path) -> None:
+    """Kill every process of the Ray instance that lives under `ray_tmp` (a SIGKILLed driver leaves them)."""
+    found = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout.split()
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_signal, sst_dir, tmp_path):
+    out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_{stop_signal.name}"
+    config = smoke_yaml(
+        tmp_path,
+        "interrupted",
+        train={"max_epochs": 30, "patience": 30},
+        data={"max_examples": 240},
+        resources={"max_concurrent": 1},
+    )
+    argv = ["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)]
+    trials = out / "ray_results" / "interrupted"
+    driver = start_sweep(argv, ray_tmp)
+
+    def second_trial_is_past_epoch_1() -> bool:
+        assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
+        return any(
+            p.name > "checkpoint_000001" for p in trials.glob("sst2-lstm-tanh-sparsemax-s1/checkpoint_*")
+        )
+
+    try:
+        wait_for(second_trial_is_past_epoch_1, 240, "the second trial's third checkpoint")
+        finished_before = runs_by_name(out, "interrupted")["sst2-lstm-tanh-softmax-s1"]
+        assert finished_before.info.status == "FINISHED"
+        os.killpg(driver.pid, stop_signal)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        kill_ray_under(ray_tmp)
+    if stop_signal == signal.SIGINT:
+        assert runs_by_name(out, "interrupted")["sst2-lstm-tanh-sparsemax-s1"].info.status == "KILLED"
+
+    resumed = start_sweep(["--resume", "interrupted", "--output-dir", str(out)], ray_tmp)
+    try:
+        output = resumed.communicate(timeout=300)[0].decode()
+    finally:
+        kill_ray_under(ray_tmp)
+    assert resumed.returncode == 0, output[-3000:]
+    runs = runs_by_name(out, "interrupted")
+    assert set(runs) == {"sst2-lstm-tanh-softmax-s1", "sst2-lstm-tanh-sparsemax-s1"}
+    assert all(r.info.status == "FINISHED" and loss_steps(out, r) == list(range(30)) for r in runs.values())
+    finished_after = runs["sst2-lstm-tanh-softmax-s1"]
+    assert finished_after.info.end_time == finished_before.info.end_time  # not retrained
+    assert finished_after.data.metrics == finished_before.data.metrics

@@ -1,0 +1,131 @@
+"""Feature-importance measures that Jain & Wallace compare attention against: gradients and leave-one-out.
+
+Both take a padded batch (token ids [B, T], 0 = padding; mask [B, T] bool, True on the real tokens, which
+must come first in each row) and return one non-negative score per token [B, T], 0 on padding.
+Both run the model in eval mode and restore its previous mode afterwards, so callers need not care.
+Both follow the model's device and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from trainables.model import AttentionClassifier
+
+# Rows per forward pass. On one CPU thread, chunks that stay in cache win: LOO for the SST-2 test set took
+# ~4.1 s with 256 rows, ~4.5 s with 64 or 512, ~5.5 s with 8192. A GPU likely prefers thousands.
+DEFAULT_MAX_ROWS = 256
+
+
+def gradient_importance(model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """|gradient x input| of the predicted-class probability, summed over the embedding dimension: [B, T].
+
+    The predicted-class probability is p if p >= 0.5 else 1 - p, with p = sigmoid(logit). Jain & Wallace
+    rank tokens by the absolute value, so the sign (which merely says which class a token pushes towards)
+    is dropped here. Instances are independent, so one backward pass of the summed probabilities gives
+    every instance's gradient; only the embeddings get a gradient, never the parameters.
+    """
+    _check_batch(tokens, mask)
+    with _eval_mode(model), torch.enable_grad():
+        embeddings = model.embed(tokens).detach().requires_grad_(True)
+        logits, _ = model.forward_embeddings(embeddings, mask)
+        (gradient,) = torch.autograd.grad(_predicted_probability(logits).sum(), embeddings)
+    return ((gradient * embeddings).sum(-1).abs() * mask).detach()
+
+
+def leave_one_out_importance(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> torch.Tensor:
+    """Total variation distance |p - p_without_t| between outputs with and without each real token t: [B, T].
+
+    Deleting t shortens the sequence by one (later tokens shift left), as in Jain & Wallace; it is not
+    replaced by padding. For a binary output [1 - p, p] the TVD is |p - q|. Deleting the only token of a
+    length-1 row leaves an empty input, for which the model outputs sigmoid(decoder bias) = p_empty; the
+    score is then |p - p_empty|. All deletions of the batch run together, at most max_rows sequences (all of
+    one length) per forward pass.
+    """
+    _check_batch(tokens, mask)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    lengths = mask.sum(1)
+    rows, positions = mask.nonzero(as_tuple=True)  # one deletion per real token, grouped by row
+    with _eval_mode(model), torch.no_grad():
+        full = _probabilities(model, tokens, lengths, max_rows)
+        deleted_tokens = _delete_one(tokens, rows, positions, lengths)
+        deleted = _probabilities(model, deleted_tokens, lengths[rows] - 1, max_rows)
+    importance = torch.zeros(mask.shape, dtype=full.dtype, device=full.device)
+    importance[rows, positions] = (full[rows] - deleted).abs()
+    return importance
+
+
+def _delete_one(
+    tokens: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor:
+    """Row i is tokens[rows[i]] without position positions[i], shifted left and zero-padded: [N, T].
+
+    The width stays T (one padding column more than needed) so a batch with T = 1 still has a column.
+    """
+    padded = torch.nn.functional.pad(tokens, (0, 1))
+    columns = torch.arange(tokens.shape[1], device=tokens.device)
+    source = columns + (columns >= positions.unsqueeze(1))  # skip the deleted position
+    shortened = padded[rows].gather(1, source)
+    return shortened * (columns < (lengths[rows] - 1).unsqueeze(1))
+
+
+def _probabilities(
+    model: AttentionClassifier, tokens: torch.Tensor, lengths: torch.Tensor, max_rows: int
+) -> torch.Tensor:
+    """P(label 1) [N] of left-aligned sequences [N, T] with the given lengths [N].
+
+    Rows are grouped by length and run at most max_rows at a time, so no chunk mixes lengths: each is a
+    dense [rows, length] block with no padding, which is also the fast path of the CPU LSTM (~10% faster
+    than length-sorted chunks that straddle two lengths). Empty rows keep one fully masked column.
+    """
+    order = lengths.argsort()
+    _, counts = torch.unique_consecutive(lengths[order], return_counts=True)
+    probabilities = torch.empty(len(order), dtype=model.decoder.weight.dtype, device=tokens.device)
+    for group in order.split(counts.tolist()):
+        width = max(int(lengths[group[0]]), 1)
+        group_mask = torch.arange(width, device=tokens.device) < lengths[group].unsqueeze(1)
+        for chunk, chunk_mask in zip(group.split(max_rows), group_mask.split(max_rows), strict=True):
+            logits, _ = model(tokens[chunk, :width], chunk_mask)
+            probabilities[chunk] = torch.sigmoid(logits)
+    return probabilities
+
+
+def _predicted_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Probability of the predicted class [B]: p if p >= 0.5 else 1 - p."""
+    p = torch.sigmoid(logits)
+    return torch.where(p >= 0.5, p, 1 - p)
+
+
+@contextmanager
+def _eval_mode(model: AttentionClassifier) -> Iterator[None]:
+    """Run the model in eval mode, then restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _check_batch(tokens: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise ValueError unless tokens and mask are [B, T] with a boolean, left-aligned mask."""
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [B, T], got shape {tuple(tokens.shape)}")
+    if mask.shape != tokens.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} differs from tokens shape {tuple(tokens.shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be bool, got {mask.dtype}")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(f"tokens must be non-empty, got shape {tuple(tokens.shape)}")
+    left_aligned = torch.arange(mask.shape[1], device=mask.device) < mask.sum(1, keepdim=True)
+    if not torch.equal(mask, left_aligned):
+        raise ValueError("mask must be left-aligned: real tokens first, padding after")
