@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing experiment of the same name"
     )
+    parser.add_argument(
+        "--no-analysis",
+        action="store_true",
+        help="skip writing tables and figures (python -m analysis) after the sweep",
+    )
     return parser
 
 
@@ -124,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
     print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")
+    if not args.no_analysis and result.failed < len(result.summary):
+        from analysis import AnalysisError, analyze
+
+        try:
+            folder = analyze(result.name, result.tracking_uri, options.output_dir / "analysis")
+            print(f"Tables and figures: {folder} (start with {folder / 'report.md'})")
+        except AnalysisError as error:
+            print(f"analysis skipped: {error}", file=sys.stderr)
     return 1 if result.failed else 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from sweep.cluster import check_shared_storage
 from sweep.config import ConfigError, SweepConfig, parse_config
 from sweep.tracking import (
     check_reachable,
@@ -43,6 +44,9 @@ class SweepOptions:
     storage_path: str | None = None  # Ray results; default <output_dir>/ray_results
     address: str | None = None  # an existing Ray cluster; None starts a local one
     overwrite: bool = False
+    shared_storage: bool | None = (
+        None  # storage_path is a mount all nodes share (NFS); None: see sweep.cluster
+    )
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -120,10 +124,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
             shutil.rmtree(experiment_dir)
         for run in client.search_runs([experiment_id]):
             client.delete_run(run.info.run_id)
-    if "://" not in experiment_dir:
-        Path(experiment_dir).mkdir(parents=True)
-        saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
-        (Path(experiment_dir) / SWEEP_FILE).write_text(json.dumps(saved, indent=2))
+    saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
+    write_text(f"{experiment_dir}/{SWEEP_FILE}", json.dumps(saved, indent=2))
     tracking = {"uri": uri, "experiment_id": experiment_id, "sweep": config.name}
 
     def make_tuner(trainable: Callable) -> tune.Tuner:
@@ -154,11 +156,12 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     from ray import tune
 
     experiment_dir = f"{options.resolved_storage_path}/{name}"
-    sweep_file = Path(experiment_dir) / SWEEP_FILE
-    if not tune.Tuner.can_restore(experiment_dir) or not sweep_file.is_file():
+    sweep_file = f"{experiment_dir}/{SWEEP_FILE}"
+    saved_text = read_text(sweep_file)
+    if saved_text is None or not tune.Tuner.can_restore(experiment_dir):
         raise ConfigError(f"no experiment {name!r} to resume at {experiment_dir}; start it without --resume")
-    saved = json.loads(sweep_file.read_text())
-    config = parse_config(saved["config"], str(sweep_file))
+    saved = json.loads(saved_text)
+    config = parse_config(saved["config"], sweep_file)
     data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
     uri = options.resolved_tracking_uri
     check_reachable(uri)
@@ -170,6 +173,31 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
 
     summary = fit(make_tuner, config, datasets, options, client, experiment_id)
     return SweepResult(config.name, summary, experiment_id, uri, experiment_dir)
+
+
+def write_text(location: str, text: str) -> None:
+    """Write a small file to a local path or a storage URI (s3://, gs://), creating its folder."""
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(
+        location if "://" in location else Path(location).resolve().as_uri()
+    )
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(text.encode())
+
+
+def read_text(location: str) -> str | None:
+    """The text of a small file at a local path or storage URI, or None if there is none."""
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(
+        location if "://" in location else Path(location).resolve().as_uri()
+    )
+    if filesystem.get_file_info(path).type != fs.FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read().decode()
 
 
 def open_experiment(uri: str, name: str, options: SweepOptions) -> tuple[MlflowClient, str]:
@@ -216,6 +244,7 @@ def fit(
             runtime_env=runtime_env(options.extra_env),
         )
     try:
+        check_shared_storage(options.resolved_storage_path, options.address, shared=options.shared_storage)
         resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
         grid = make_tuner(trainable).fit()

@@ -143,3 +143,31 @@ def test_pad_masks_and_length_batches_group_similar_lengths():
     assert [sorted(lengths[b].tolist()) for b in batches] == [[1, 2], [3, 5], [8, 9]]
     shuffled = list(length_batches(lengths, 2, np.random.default_rng(0)))
     assert sorted(np.concatenate(shuffled).tolist()) == list(range(6))
+
+
+def four_class_rows(n: int, seed: int, classes: list[int]) -> list[tuple[str, int]]:
+    return [(text, classes[i % len(classes)]) for i, (text, _) in enumerate(sentiment_rows(n, seed))]
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "kept"),
+    [("ag_news", [0, 1, 2, 3], {0: 0, 2: 1}), ("20news_sports", list(range(20)), {9: 0, 10: 1})],
+)
+def test_multiclass_sources_become_jain_and_wallace_binary_tasks(tmp_path, name, classes, kept):
+    root = tmp_path / "data"
+    for seed, split in enumerate(("train", "test")):
+        write_csv(root / name / f"{split}.csv", four_class_rows(400, seed, classes))
+    prepared = prepare(name, root)
+    per_class = 400 // len(classes)
+    assert prepared.dropped["train_other_class"] == 400 - len(kept) * per_class
+    assert len(prepared.splits["test"]) == len(kept) * per_class
+    assert len(prepared.splits["validation"]) == round(0.2 * len(kept) * per_class)
+    assert set(prepared.splits["train"].labels.tolist()) == {0, 1}
+    assert prepared.splits["test"].labels.sum() == per_class  # the second kept class is label 1
+
+
+def test_a_label_outside_the_sources_classes_is_rejected(tmp_path):
+    write_csv(tmp_path / "ag_news" / "train.csv", [("a b", 0), ("c d", 7)])
+    write_csv(tmp_path / "ag_news" / "test.csv", [("a b", 0)])
+    with pytest.raises(DataError, match=r"has label\(s\) \[7\]; allowed labels: 0, 1, 2, 3"):
+        prepare("ag_news", tmp_path)

@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from trainables.data import Split
-from trainables.model import AttentionClassifier, normalize
+from trainables.model import ENCODERS, NORMALIZERS, AttentionClassifier, Normalizer
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
-SETTINGS = list(itertools.product(["tanh", "dot"], ["softmax", "sparsemax"]))
+SETTINGS = list(itertools.product(ENCODERS, ["tanh", "dot"], NORMALIZERS))
 
 
-def tiny_model(attention: str, normalizer: str, seed: int = 0) -> AttentionClassifier:
+def tiny_model(encoder: str, attention: str, normalizer: str, seed: int = 0) -> AttentionClassifier:
     torch.manual_seed(seed)
     return AttentionClassifier(
-        vocab_size=30, embed_dim=6, hidden_size=5, attention=attention, normalizer=normalizer
+        vocab_size=30, embed_dim=6, hidden_size=8, encoder=encoder, attention=attention, normalizer=normalizer
     )
 
 
@@ -27,9 +27,9 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, tokens != 0
 
 
-@pytest.mark.parametrize(("attention", "normalizer"), SETTINGS)
-def test_attention_is_zero_on_padding_and_sums_to_one(attention, normalizer):
-    model = tiny_model(attention, normalizer).eval()
+@pytest.mark.parametrize(("encoder", "attention", "normalizer"), SETTINGS)
+def test_attention_is_zero_on_padding_and_sums_to_one(encoder, attention, normalizer):
+    model = tiny_model(encoder, attention, normalizer).eval()
     tokens, mask = batch()
     with torch.no_grad():
         _, weights = model(tokens, mask)
@@ -38,9 +38,9 @@ def test_attention_is_zero_on_padding_and_sums_to_one(attention, normalizer):
     assert torch.all(weights >= 0)
 
 
-@pytest.mark.parametrize(("attention", "normalizer"), SETTINGS)
-def test_padding_does_not_change_a_row(attention, normalizer):
-    model = tiny_model(attention, normalizer).eval()
+@pytest.mark.parametrize(("encoder", "attention", "normalizer"), SETTINGS)
+def test_padding_does_not_change_a_row(encoder, attention, normalizer):
+    model = tiny_model(encoder, attention, normalizer).eval()
     tokens, mask = batch()
     with torch.no_grad():
         logits, weights = model(tokens, mask)
@@ -49,26 +49,49 @@ def test_padding_does_not_change_a_row(attention, normalizer):
     torch.testing.assert_close(weights[1:2, :2], alone_weights)
 
 
-@pytest.mark.parametrize("normalizer", ["softmax", "sparsemax"])
-def test_an_empty_row_gets_zero_attention_not_nan(normalizer):
-    weights = normalize(
-        torch.randn(2, 3), torch.tensor([[True, True, False], [False, False, False]]), normalizer
-    )
+@pytest.mark.parametrize("normalizer", NORMALIZERS)
+def test_an_empty_row_gets_zero_attention_and_finite_gradients(normalizer):
+    scores = torch.randn(2, 3, requires_grad=True)
+    normalize = Normalizer(normalizer)
+    weights = normalize(scores, torch.tensor([[True, True, False], [False, False, False]]))
     assert torch.all(weights[1] == 0) and torch.isfinite(weights).all()
+    if normalizer == "uniform":  # ignores its scores: nothing to differentiate
+        return
+    (weights[0, 0] * 3 + weights[0, 1]).backward()
+    parameters = [scores, *normalize.parameters()]
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in parameters)
 
 
-def test_sparsemax_can_zero_real_tokens_while_softmax_cannot():
+def test_sparse_normalizers_can_zero_real_tokens_while_softmax_cannot():
     scores = torch.tensor([[5.0, 0.0, -5.0]])
     mask = torch.ones(1, 3, dtype=torch.bool)
-    assert (normalize(scores, mask, "sparsemax") == 0).sum() == 2
-    assert (normalize(scores, mask, "softmax") > 0).all()
+    assert (Normalizer("sparsemax")(scores, mask) == 0).sum() == 2
+    assert (Normalizer("entmax15")(scores, mask) == 0).sum() >= 1
+    assert (Normalizer("softmax")(scores, mask) > 0).all()
+    torch.testing.assert_close(Normalizer("uniform")(scores, mask), torch.full((1, 3), 1 / 3))
+
+
+def test_alpha_entmax_starts_at_1_5_matches_entmax15_and_learns_alpha():
+    scores, mask = torch.randn(4, 6), torch.ones(4, 6, dtype=torch.bool)
+    learned = Normalizer("alpha_entmax")
+    assert learned.alpha == pytest.approx(1.5)
+    torch.testing.assert_close(learned(scores, mask), Normalizer("entmax15")(scores, mask), atol=1e-5, rtol=0)
+    learned(scores, mask)[:, 0].sum().backward()
+    assert learned.alpha_logit.grad is not None and learned.alpha_logit.grad.abs() > 0
+    with torch.no_grad():
+        learned.alpha_logit.fill_(50.0)
+    assert 1.0 < learned.alpha <= 2.0
 
 
 def test_unknown_settings_are_rejected():
-    with pytest.raises(ValueError, match="unknown normalizer 'max'; allowed: softmax, sparsemax"):
+    with pytest.raises(ValueError, match="unknown normalizer 'max'; allowed: softmax, sparsemax, entmax15"):
         AttentionClassifier(10, normalizer="max")
     with pytest.raises(ValueError, match="unknown attention 'mlp'; allowed: tanh, dot"):
         AttentionClassifier(10, attention="mlp")
+    with pytest.raises(ValueError, match="unknown encoder 'gru'; allowed: lstm, cnn, average"):
+        AttentionClassifier(10, encoder="gru")
+    with pytest.raises(ValueError, match="cnn hidden_size must be a multiple of 4, got 6"):
+        AttentionClassifier(10, encoder="cnn", hidden_size=6)
 
 
 def learnable_split(n: int, seed: int) -> Split:

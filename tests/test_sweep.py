@@ -81,3 +81,36 @@ def test_an_existing_experiment_is_not_silently_overwritten(smoke):
     _, options = smoke
     with pytest.raises(ConfigError, match="experiment 'smoke' already exists at .*; pass --overwrite"):
         run_sweep(load_preset("smoke"), options)
+
+
+def test_every_encoder_and_normalizer_runs_end_to_end(ray_cluster, data_dir, tmp_path):
+    result = run_sweep(load_preset("smoke_wide"), SweepOptions(data_dir=data_dir, output_dir=tmp_path))
+    assert result.failed == 0 and len(result.summary) == 15
+    client = MlflowClient(result.tracking_uri)
+    runs = {r.info.run_name: r for r in client.search_runs([result.experiment_id])}
+    assert len(runs) == 15 and all(r.info.status == "FINISHED" for r in runs.values())
+    for encoder in ("lstm", "cnn", "average"):
+        alpha = client.get_metric_history(runs[f"sst2-{encoder}-tanh-alpha_entmax-s1"].info.run_id, "alpha")
+        assert [m.step for m in alpha] == [0] and 1.0 < alpha[0].value < 2.0
+        uniform = runs[f"sst2-{encoder}-tanh-uniform-s1"].data.metrics
+        assert uniform["attention/all/nonzero_ratio"] == 1.0
+        sparse = runs[f"sst2-{encoder}-tanh-sparsemax-s1"].data.metrics
+        assert "topk_nz/attn_loo/all/mean" in sparse and "adversarial/all/jsd_mean" in sparse
+
+
+def test_binary_versions_of_multiclass_datasets_run_end_to_end(ray_cluster, tmp_path):
+    root = tmp_path / "data"
+    for name, classes in (("ag_news", 4), ("20news_sports", 20)):
+        for seed, split in enumerate(("train", "test")):
+            rows = [(text, i % classes) for i, (text, _) in enumerate(sentiment_rows(40 * classes, seed))]
+            write_csv(root / name / f"{split}.csv", rows)
+    config = load_preset("smoke_wide")
+    grid = dataclasses.replace(
+        config.grid, dataset=("ag_news", "20news_sports"), encoder=("lstm",), normalizer=("softmax",)
+    )
+    config = dataclasses.replace(config, name="datasets", grid=grid)
+    result = run_sweep(config, SweepOptions(data_dir=root, output_dir=tmp_path / "out"))
+    assert result.failed == 0 and sorted(result.summary["trial"]) == [
+        "20news_sports-lstm-tanh-softmax-s1",
+        "ag_news-lstm-tanh-softmax-s1",
+    ]

@@ -35,6 +35,9 @@ class DatasetSpec:
     max_tokens: int | None = None  # keep documents of at most this many tokens (None: keep all)
     test_fraction: float = 1.0  # seeded sample of the (filtered) test split
     validation_fraction: float = 0.0  # seeded share of train held out as validation when the source has none
+    label_map: dict[int, int | None] | None = (
+        None  # source label -> 0/1, None drops the class; None: 0/1 as is
+    )
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -49,7 +52,27 @@ DATASETS: dict[str, DatasetSpec] = {
         test_fraction=0.2,
         validation_fraction=0.2,
     ),
+    # Jain & Wallace's binary AG News: World (0) vs Business (2 -> 1); Sports and Sci/Tech dropped.
+    # Our choices: 20% of train held out as validation, vocabulary of words seen 5+ times.
+    "ag_news": DatasetSpec(
+        "fancyzhx/ag_news",
+        ("train", "test"),
+        min_freq=5,
+        validation_fraction=0.2,
+        label_map={0: 0, 1: None, 2: 1, 3: None},
+    ),
+    # Jain & Wallace's 20 Newsgroups sports task: rec.sport.baseball (9 -> 0) vs rec.sport.hockey (10 -> 1),
+    # the other 18 groups dropped; labels as scikit-learn's fetch_20newsgroups and the Hub copy number them.
+    # Our choices: 20% of train held out as validation, vocabulary of words seen 2+ times, no length cap.
+    "20news_sports": DatasetSpec(
+        "SetFit/20_newsgroups",
+        ("train", "test"),
+        min_freq=2,
+        validation_fraction=0.2,
+        label_map={label: {9: 0, 10: 1}.get(label) for label in range(20)},
+    ),
 }
+DROPPED = -1  # label of an instance whose class the dataset's label_map drops
 
 
 @dataclass
@@ -95,7 +118,10 @@ def tokenize(texts: list[str]) -> list[list[str]]:
 
 
 def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Texts and labels per source split, from `<data_dir>/<name>/<split>.csv` or the Hub."""
+    """Texts and 0/1 labels (DROPPED for unused classes) per source split, from CSVs or the Hub.
+
+    Local files are `<data_dir>/<name>/<split>.csv` with the source's own labels (e.g. AG News 0-3).
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     spec = DATASETS[name]
@@ -136,11 +162,16 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
                 f"found: {', '.join(table.column_names)}; required: text,label"
             )
         labels = np.asarray(table["label"])
-        bad = sorted(set(labels.tolist()) - {0, 1})
+        mapping = spec.label_map or {0: 0, 1: 1}
+        bad = sorted(set(labels.tolist()) - set(mapping))
         if bad:
-            raise DataError(f"{source} split {split!r} has label(s) {bad[:5]}; allowed labels: 0, 1")
+            allowed = ", ".join(str(label) for label in mapping)
+            raise DataError(f"{source} split {split!r} has label(s) {bad[:5]}; allowed labels: {allowed}")
         texts = [text if isinstance(text, str) else "" for text in table["text"]]
-        raw[split] = (texts, labels.astype(np.int64))
+        mapped = np.array(
+            [DROPPED if mapping[label] is None else mapping[label] for label in labels.tolist()]
+        )
+        raw[split] = (texts, mapped.astype(np.int64))
     return raw
 
 
@@ -176,6 +207,10 @@ def prepare(
     dropped: dict[str, int] = {}
     token_splits: dict[str, tuple[list[list[str]], np.ndarray]] = {}
     for split, (texts, labels) in raw.items():
+        wanted = labels != DROPPED
+        if spec.label_map is not None:
+            dropped[f"{split}_other_class"] = int((~wanted).sum())
+        texts, labels = [t for t, w in zip(texts, wanted, strict=True) if w], labels[wanted]
         tokens = tokenize(texts)
         keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
         dropped[f"{split}_empty"] = int((~keep).sum())

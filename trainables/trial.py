@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 
@@ -43,8 +44,6 @@ class TrialState:
 
 def choose_device() -> torch.device:
     """CUDA when Ray gave this trial a GPU and torch sees one, else CPU (warning if a GPU was given)."""
-    import ray
-
     if ray.get_gpu_ids():
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -104,7 +103,7 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
     state = restore_state()
     run = TrialRun(config["tracking"], config, trial_id=tune.get_context().get_trial_id())
     try:
-        run.set_tags({"device": device.type})
+        run.set_tags({"device": device.type, "node_ip": ray.util.get_node_ip_address()})
         if faults.fail_trial == run_name(config):
             raise RuntimeError(f"trial {faults.fail_trial} failed on purpose (faults.fail_trial)")
         if state is None:
@@ -126,6 +125,8 @@ def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> N
             state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
             state.train_seconds += time.perf_counter() - started
             metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
+            if model.normalizer.alpha is not None:
+                metrics["alpha"] = model.normalizer.alpha
             if epoch not in logged_epochs:
                 run.log_metrics(metrics, step=epoch)
             report_epoch(metrics, state)

@@ -1,0 +1,248 @@
+"""The papers' figures from the per-instance artifacts, drawn on Agg canvases (no pyplot global state).
+
+- `density_figure`: per setting, the densities of the per-instance correlations of the three pairs, one
+  panel per measure (Neely & Schouten 2020, Figures 1 and 2).
+- `counterfactual_figure`: per setting, Jain & Wallace (2019)'s adversarial max-JSD histogram per class,
+  max JSD against max attention, and median output change under permutation against max attention.
+- `normalizer_figure`: per dataset and encoder, measures (rows) by attention × normalizer (columns).
+Instances of all seeds of a setting are pooled.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.stats import gaussian_kde
+
+from analysis.names import CLASSES, MEASURES, PAIRS, PALETTE, SHORT_MEASURES, setting_name, setting_title
+
+FORMATS = ("png", "svg", "pdf")
+TAU = np.linspace(-1, 1, 401)
+TAU_TICKS = np.linspace(-1, 1, 5)
+TAU_BINS = np.linspace(-1, 1, 21)
+MIN_KDE_POINTS = 10  # fewer points: a density histogram instead of a kernel estimate
+JSD_MAX = math.log(2)  # JSD in nats is at most ln 2
+JSD_HIGH = 0.5
+DIFF_SMALL = 0.01
+DENSITY_LABEL = "probability density (per unit τ)"
+TAU_LABEL = "rank correlation τ (−1 to 1)"
+COUNTERFACTUAL_COLUMNS = ("adv_max_jsd", "adv_found", "max_attention", "perm_median_diff")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save(figure: Figure, stem: Path) -> list[Path]:
+    """`stem`.png (150 dpi), .svg and .pdf."""
+    paths = [stem.parent / f"{stem.name}.{extension}" for extension in FORMATS]
+    for path in paths:
+        figure.savefig(path, dpi=150)
+    return paths
+
+
+def select(frame: pd.DataFrame, setting: dict) -> pd.DataFrame:
+    """The rows of `frame` whose axis columns equal `setting`'s values."""
+    mask = np.ones(len(frame), dtype=bool)
+    for axis, value in setting.items():
+        mask &= (frame[axis] == value).to_numpy()
+    return frame[mask]
+
+
+def seeds_text(instances: pd.DataFrame) -> str:
+    seeds = sorted(instances["seed"].unique())
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def draw_density(ax: Axes, values: np.ndarray, colour: str, label: str) -> None:
+    """Kernel density of the finite `values` on [-1, 1], or a density histogram when too few or all equal."""
+    values = values[np.isfinite(values)]
+    if len(values) >= MIN_KDE_POINTS and np.ptp(values) > 0:
+        try:
+            density = gaussian_kde(values)(TAU)
+        except np.linalg.LinAlgError:
+            density = None
+        if density is not None:
+            ax.plot(TAU, density, color=colour, lw=2, label=f"{label} (n={len(values)})")
+            ax.fill_between(TAU, density, color=colour, alpha=0.12)
+            return
+    if len(values):
+        ax.hist(
+            values,
+            bins=TAU_BINS,
+            density=True,
+            histtype="step",
+            lw=2,
+            color=colour,
+            label=f"{label} (n={len(values)}, histogram)",
+        )
+    else:
+        ax.plot([], [], color=colour, label=f"{label} (no defined values)")
+
+
+def draw_measure(ax: Axes, instances: pd.DataFrame, measure: str) -> None:
+    """The three pairs' densities of one measure, overlaid."""
+    for pair, label in PAIRS.items():
+        draw_density(ax, instances[f"{measure}_{pair}"].to_numpy(float), PALETTE["pair"][pair], label)
+    ax.axvline(0, color="0.5", lw=0.8, ls=":")
+    ax.set_xlim(-1, 1)
+    ax.set_xticks(TAU_TICKS)
+    ax.grid(alpha=0.3)
+
+
+def density_figure(instances: pd.DataFrame, setting: dict) -> Figure:
+    """One panel per measure, the three pairs overlaid (Neely & Schouten 2020, Figures 1 and 2)."""
+    figure = new_figure(15, 4.8)
+    axes = figure.subplots(1, len(MEASURES), sharex=True)
+    for ax, (measure, title) in zip(axes, MEASURES.items(), strict=True):
+        draw_measure(ax, instances, measure)
+        ax.set_title(title)
+        ax.set_xlabel(TAU_LABEL)
+        ax.set_ylabel(DENSITY_LABEL)
+        ax.legend(fontsize="small", loc="upper left")
+        ax.set_ylim(bottom=0)
+    figure.suptitle(
+        f"How far importance rankings agree: {setting_title(setting)}\n"
+        f"per-instance τ over {len(instances)} test instances ({seeds_text(instances)})"
+    )
+    return figure
+
+
+def _class_parts(instances: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [(label, instances[instances["label"] == int(label)]) for label in ("0", "1")]
+
+
+def counterfactual_figure(instances: pd.DataFrame, setting: dict) -> Figure:
+    """Jain & Wallace (2019): adversarial max JSD per class; JSD and permutation effect by max attention."""
+    figure = new_figure(16, 5)
+    hist, jsd, perm = figure.subplots(1, 3)
+    bins = np.linspace(0, JSD_MAX, 24)
+    for label, part in _class_parts(instances):
+        if part.empty:
+            continue
+        colour = PALETTE["class"][label]
+        bars = {"bins": bins, "weights": np.full(len(part), 1 / len(part)), "color": colour}
+        hist.hist(part["adv_max_jsd"], alpha=0.35, **bars)
+        hist.hist(
+            part["adv_max_jsd"], histtype="step", lw=2, label=f"{CLASSES[label]}, n={len(part)}", **bars
+        )
+        dots = {"s": 14, "alpha": 0.6, "color": colour, "label": CLASSES[label]}
+        found = part[part["adv_found"].astype(bool)]
+        jsd.scatter(found["max_attention"], found["adv_max_jsd"], **dots)
+        perm.scatter(part["max_attention"], part["perm_median_diff"], **dots)
+    infeasible = instances[~instances["adv_found"].astype(bool)]
+    jsd.scatter(
+        infeasible["max_attention"],
+        infeasible["adv_max_jsd"],
+        s=22,
+        marker="x",
+        color=PALETTE["infeasible"],
+        label=f"no adversary within ε (n={len(infeasible)})",
+    )
+    hist.axvline(JSD_HIGH, color="0.3", ls="--", lw=1, label="JSD = 0.5")
+    jsd.axhline(JSD_HIGH, color="0.3", ls="--", lw=1, label="JSD = 0.5")
+    perm.axhline(DIFF_SMALL, color="0.3", ls="--", lw=1, label="change = 0.01")
+    hist.set(
+        title="Adversarial attention: max JSD per class",
+        xlabel="max JSD, adversarial vs original attention (nats, ≤ ln 2)",
+        ylabel="fraction of the class's instances",
+        xlim=(0, JSD_MAX),
+    )
+    jsd.set(
+        title="Max JSD against peak attention",
+        xlabel="max attention weight (probability)",
+        ylabel="max JSD (nats)",
+        xlim=(0, 1.02),
+        ylim=(-0.02, JSD_MAX),
+    )
+    perm.set(
+        title="Permuted attention: output change",
+        xlabel="max attention weight (probability)",
+        ylabel="median |Δ P(positive)| (probability)",
+        xlim=(0, 1.02),
+    )
+    perm.set_ylim(bottom=0)
+    for ax in (hist, jsd, perm):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    figure.suptitle(
+        f"Counterfactual attention: {setting_title(setting)}\n"
+        f"{len(instances)} test instances ({seeds_text(instances)}), by true class"
+    )
+    return figure
+
+
+def normalizer_figure(instances: pd.DataFrame, columns: list[dict]) -> Figure:
+    """Measures (rows) by settings (columns, e.g. attention × normalizer of one dataset), pairs overlaid;
+    shared axes per row so the normalizers compare at a glance. Settings without instances say so."""
+    figure = new_figure(max(3.9 * len(columns) + 1.2, 9), 3.2 * len(MEASURES) + 1.4)
+    axes = figure.subplots(len(MEASURES), len(columns), sharex=True, sharey="row", squeeze=False)
+    for column, setting in enumerate(columns):
+        part = select(instances, setting)
+        for row, measure in enumerate(MEASURES):
+            ax = axes[row, column]
+            if part.empty:
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no finished trial",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="0.4",
+                )
+                ax.set_xlim(-1, 1)
+            else:
+                draw_measure(ax, part, measure)
+            if column == 0:
+                ax.set_ylabel(f"{SHORT_MEASURES[measure]}\n{DENSITY_LABEL}")
+            if row == len(MEASURES) - 1:
+                ax.set_xlabel(TAU_LABEL)
+        top = axes[0, column]
+        colour = PALETTE["normalizer"].get(setting["normalizer"], "black")
+        label = f"{setting['attention']} attention · {setting['normalizer']}"
+        top.set_title(f"{label}\n({len(part)} instances)", color=colour, fontweight="bold")
+    for ax in axes[:, 0]:
+        ax.set_ylim(bottom=0)  # after drawing: an earlier limit would stop the shared row autoscaling
+    handles, labels = next(
+        (ax.get_legend_handles_labels() for ax in axes[0] if ax.get_legend_handles_labels()[0]), ([], [])
+    )
+    figure.legend(handles, [text.split(" (")[0] for text in labels], loc="outside lower center", ncols=3)
+    first = columns[0]
+    figure.suptitle(
+        f"{first['dataset']} · {first['encoder']} encoder: agreement of importance rankings by attention "
+        f"and normalizer\n(densities of per-instance τ over test instances, all seeds pooled)"
+    )
+    return figure
+
+
+def has_counterfactual(instances: pd.DataFrame) -> bool:
+    return all(c in instances for c in COUNTERFACTUAL_COLUMNS) and instances["adv_max_jsd"].notna().any()
+
+
+def write_figures(instances: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[Path]:
+    """Every figure for the expected `settings` into `folder`; settings without instances get no
+    per-setting figure and an empty panel in their dataset's normalizer figure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    records = settings.to_dict("records")
+    for setting in records:
+        part = select(instances, setting)
+        if part.empty:
+            continue
+        name = setting_name(setting)
+        paths += save(density_figure(part, setting), folder / f"density_{name}")
+        if has_counterfactual(part):
+            paths += save(counterfactual_figure(part, setting), folder / f"counterfactual_{name}")
+    for (dataset, encoder), group in settings.groupby(["dataset", "encoder"], sort=False):
+        figure = normalizer_figure(instances, group.to_dict("records"))
+        paths += save(figure, folder / f"normalizers_{dataset}-{encoder}")
+    return paths

@@ -1,0 +1,137 @@
+"""Read a sweep's MLflow runs and per-instance artifacts into tidy pandas frames.
+
+Nothing is recomputed: metric columns are the values the trials logged (docs/METRICS.md), instance
+columns are their `instances.parquet` artifacts. Errors are one-line `AnalysisError`s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from sweep.tracking import TrackingError, check_reachable, normalize_uri
+from trainables.tracking import AXES
+
+RUN_COLUMNS = ["run_id", "run_name", "status", "start_time", *AXES]
+INSTANCES_ARTIFACT = "instances.parquet"
+PAGE_SIZE = 1000
+
+
+class AnalysisError(ValueError):
+    """The experiment cannot be analysed: its store is unreachable, or it is unknown or empty."""
+
+
+def default_tracking_uri() -> str:
+    """The store `run_sweep.py` logs to by default (imported lazily: `sweep.runner` loads torch)."""
+    from sweep.runner import DEFAULT_OUTPUT_DIR
+    from sweep.tracking import default_tracking_uri as sweep_default
+
+    return sweep_default(DEFAULT_OUTPUT_DIR)
+
+
+def connect(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for an existing store; a local database or folder that is not there is an error, not
+    created empty (as MLflow would)."""
+    uri = normalize_uri(tracking_uri) if tracking_uri else default_tracking_uri()
+    parsed = urlparse(uri)
+    local = {"sqlite": Path(uri.removeprefix("sqlite:///")), "file": Path(parsed.path)}.get(parsed.scheme)
+    if local is not None and uri != "sqlite://" and not local.exists():
+        raise AnalysisError(f"no MLflow store at {uri!r}: {str(local)!r} does not exist")
+    try:
+        return check_reachable(uri)
+    except TrackingError as error:
+        raise AnalysisError(str(error)) from None
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the active experiment `name`, or an error listing the experiments that exist."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        names = ", ".join(sorted(e.name for e in client.search_experiments(max_results=50))) or "none"
+        raise AnalysisError(f"no experiment {name!r} at {client.tracking_uri}; experiments there: {names}")
+    return experiment.experiment_id
+
+
+def fetch_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
+    """One row per trial (its latest run when a trial was logged more than once), sorted by the axes."""
+    experiment_key = experiment_id(client, experiment)
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_key], max_results=PAGE_SIZE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    rows = [row for row in map(_run_row, runs) if row is not None]
+    if not rows:
+        raise AnalysisError(f"experiment {experiment!r} at {client.tracking_uri} has no trial runs")
+    frame = pd.DataFrame(rows)
+    metrics = sorted(set(frame.columns) - set(RUN_COLUMNS))
+    frame = frame[RUN_COLUMNS + metrics].sort_values("start_time")
+    frame = frame.drop_duplicates(subset=list(AXES), keep="last")
+    return frame.sort_values(list(AXES), ignore_index=True)
+
+
+def _run_row(run: Run) -> dict | None:
+    """A run's identity, grid axes (tags, else params) and final metrics; None for a run of no trial."""
+    tags, params = run.data.tags, run.data.params
+    axes = {axis: tags.get(axis, params.get(axis)) for axis in AXES}
+    if None in axes.values():
+        return None
+    seed = axes["seed"]
+    axes["seed"] = int(seed) if seed.lstrip("-").isdigit() else seed
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
+        **axes,
+        **run.data.metrics,
+    }
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose trial completed: only these have results."""
+    return runs[runs["status"] == "FINISHED"]
+
+
+def fetch_instances(client: MlflowClient, runs: pd.DataFrame) -> pd.DataFrame:
+    """The `instances.parquet` of every finished run, with its run id and axes in front."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    parts = []
+    with tempfile.TemporaryDirectory() as folder:
+        for run in finished(runs).itertuples():
+            try:
+                path = client.download_artifacts(run.run_id, INSTANCES_ARTIFACT, f"{folder}/{run.run_id}")
+            except (MlflowException, OSError) as error:
+                warnings.warn(f"{run.run_name}: no {INSTANCES_ARTIFACT} ({error})", stacklevel=2)
+                continue
+            table = pd.read_parquet(path)
+            front = pd.DataFrame({"run_id": run.run_id, **{a: getattr(run, a) for a in AXES}}, table.index)
+            parts.append(pd.concat([front, table], axis=1))
+    if not parts:
+        return pd.DataFrame(columns=["run_id", *AXES])
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """All trials of a sweep, one row each: run_id, run_name, status, start_time, the grid axes
+    (dataset, encoder, attention, normalizer, seed) and every logged metric as a column. A trial logged
+    more than once (a rerun into the same experiment) is its latest run."""
+    return fetch_runs(connect(tracking_uri), experiment)
+
+
+def load_instances(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every finished trial's per-instance table (`instances.parquet`), concatenated, with the trial's
+    run_id and grid axes as the first columns."""
+    client = connect(tracking_uri)
+    return fetch_instances(client, fetch_runs(client, experiment))

@@ -1,0 +1,188 @@
+"""The papers' tables as specs of logged metrics, built into a numeric long frame and a formatted wide one.
+
+The long frame (written as CSV) has one row per setting and cell with the numbers: mean, within_std,
+seed_std, n_seeds and the metric names they come from. The wide frame (Markdown, LaTeX) holds the same
+numbers as text, "0.280 ± 0.221 (seeds ± 0.010, n=3)", with "—" where no trial finished.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.aggregate import SUMMARY_COLUMNS, axis_values, seed_summary
+from analysis.names import CLASSES, PAIRS, SETTING
+
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One logged metric shown in a table, its labels (one per level) and its within-trial std metric."""
+
+    metric: str
+    labels: tuple[str, ...]
+    spread: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table: its file name, caption, label levels (those in `row_levels` go to rows) and cells."""
+
+    name: str
+    caption: str
+    levels: tuple[str, ...]
+    cells: tuple[Cell, ...]
+    row_levels: tuple[str, ...] = ()
+    normalizers: tuple[str, ...] | None = None  # keep only these normalizers' settings
+
+
+def table1_kendall() -> TableSpec:
+    """Neely & Schouten (2020) Table 1 (after Jain & Wallace 2019 Table 2): softmax attention only."""
+    cells = []
+    for pair, importance in (("attn_grad", "gradient"), ("attn_loo", "leave-one-out")):
+        for label in ("0", "1"):
+            prefix = f"kendall/{pair}/{label}"
+            labels = (importance, CLASSES[label])
+            cells.append(Cell(f"{prefix}/mean", (*labels, "τ mean ± std"), f"{prefix}/std"))
+            cells.append(Cell(f"{prefix}/sig_frac", (*labels, "sig. frac.")))
+    return TableSpec(
+        "table1_kendall_softmax",
+        "Kendall τ between softmax attention and gradient or leave-one-out importance, per true class: "
+        "mean ± std over test instances, and the fraction of instances whose τ is significant (p < 0.05). "
+        "After Neely & Schouten (2020), Table 1.",
+        ("importance", "class", "statistic"),
+        tuple(cells),
+        normalizers=("softmax",),
+    )
+
+
+def table2_topk() -> TableSpec:
+    """Neely & Schouten (2020) Table 2: top-k τ for softmax and sparsemax."""
+    k_labels = {"topk_avg": "k = mean length", "topk_nz": "k = non-zero"}
+    cells = [
+        Cell(
+            f"{measure}/{pair}/{label}/mean",
+            (CLASSES[label], k, PAIRS[pair]),
+            f"{measure}/{pair}/{label}/std",
+        )
+        for label in ("0", "1")
+        for measure, k in k_labels.items()
+        for pair in PAIRS
+    ]
+    return TableSpec(
+        "table2_topk",
+        "Top-k Kendall τ between importance measures per true class, mean ± std over test instances; "
+        "k is the mean test length, or the instance's number of non-zero attention weights. "
+        "After Neely & Schouten (2020), Table 2.",
+        ("class", "k", "pair"),
+        tuple(cells),
+        row_levels=("class",),
+    )
+
+
+def counterfactual() -> TableSpec:
+    """Jain & Wallace (2019) adversarial attention and permutation summaries."""
+    stats = {
+        "adversarial": {
+            "jsd_mean": "max JSD mean",
+            "jsd_median": "max JSD median",
+            "frac_jsd_ge_05": "frac. JSD ≥ 0.5",
+            "frac_infeasible": "frac. infeasible",
+        },
+        "permutation": {
+            "diff_mean": "output change mean",
+            "diff_median": "output change median",
+            "frac_diff_lt_001": "frac. change < 0.01",
+        },
+    }
+    cells = [
+        Cell(f"{search}/{label}/{stat}", (CLASSES[label], search, text))
+        for label in CLASSES
+        for search, names in stats.items()
+        for stat, text in names.items()
+    ]
+    return TableSpec(
+        "counterfactual",
+        "Counterfactual attention per true class (Jain & Wallace 2019). Adversarial: the largest "
+        "Jensen-Shannon divergence (nats, at most ln 2) from the original attention of an attention "
+        "distribution that changes the output probability by less than ε, and the fractions of instances "
+        "with JSD ≥ 0.5 and with no such adversary (counted as JSD 0). Permutation: the median absolute "
+        "change of the output probability when the attention weights are shuffled, and the fraction of "
+        "instances where it is below 0.01.",
+        ("class", "search", "statistic"),
+        tuple(cells),
+        row_levels=("class",),
+    )
+
+
+def model_quality() -> TableSpec:
+    """Test-set accuracy, macro F1 and AUC."""
+    names = {"test/accuracy": "accuracy", "test/f1": "F1 (macro)", "test/auc": "AUC"}
+    return TableSpec(
+        "model_quality",
+        "Test-set classification with the weights of the best validation AUC.",
+        ("statistic",),
+        tuple(Cell(metric, (text,)) for metric, text in names.items()),
+    )
+
+
+TABLES = (table1_kendall, table2_topk, counterfactual, model_quality)
+
+
+def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting and cell: setting axes, labels, metric names and the seed summary numbers."""
+    parts = []
+    for order, cell in enumerate(spec.cells):
+        summary = seed_summary(runs, cell.metric, cell.spread)
+        labels = dict(zip(spec.levels, cell.labels, strict=True))
+        names = {"metric": cell.metric, "spread_metric": cell.spread or ""}
+        parts.append(summary.assign(**labels, **names, cell=order).rename_axis("setting").reset_index())
+    table = pd.concat(parts, ignore_index=True).sort_values(["setting", "cell"], kind="stable")
+    if spec.normalizers is not None:
+        table = table[table["normalizer"].isin(spec.normalizers)]
+    columns = [*SETTING, *spec.levels, "metric", "spread_metric", *SUMMARY_COLUMNS]
+    return table[columns].reset_index(drop=True)
+
+
+def format_cell(mean: float, within_std: float, seed_std: float, n_seeds: int, several_seeds: bool) -> str:
+    """ "0.280 ± 0.221 (seeds ± 0.010, n=3)"; the seed part only in a sweep of several seeds."""
+    if n_seeds == 0:
+        return MISSING
+    text = f"{mean:.3f}" if math.isnan(within_std) else f"{mean:.3f} ± {within_std:.3f}"
+    if several_seeds:
+        text += f" (seeds ± {seed_std:.3f}, n={n_seeds})" if n_seeds > 1 else " (n=1)"
+    return text
+
+
+def wide_table(spec: TableSpec, long: pd.DataFrame, several_seeds: bool) -> pd.DataFrame:
+    """Formatted text cells: rows are settings (and `row_levels`), columns the other label levels."""
+    fixed = ("normalizer",) if spec.normalizers is not None and len(spec.normalizers) == 1 else ()
+    rows = [axis for axis in SETTING if axis not in fixed] + list(spec.row_levels)
+    columns = [level for level in spec.levels if level not in spec.row_levels]
+    text = {
+        (tuple(record[r] for r in rows), tuple(record[c] for c in columns)): format_cell(
+            record["mean"], record["within_std"], record["seed_std"], record["n_seeds"], several_seeds
+        )
+        for record in long.to_dict("records")
+    }
+    row_keys = list(dict.fromkeys(key for key, _ in text))
+    level_of = dict(zip(spec.levels, range(len(spec.levels)), strict=True))
+    column_keys = list(dict.fromkeys(tuple(cell.labels[level_of[c]] for c in columns) for cell in spec.cells))
+    data = [[text.get((row, column), MISSING) for column in column_keys] for row in row_keys]
+    return pd.DataFrame(data, index=make_index(row_keys, rows), columns=make_index(column_keys, columns))
+
+
+def make_index(keys: list[tuple], names: list[str]) -> pd.Index:
+    """A MultiIndex, or a flat Index when there is one level (pandas shows 1-tuples as "('x',)")."""
+    if len(names) == 1:
+        return pd.Index([key[0] for key in keys], name=names[0])
+    return pd.MultiIndex.from_tuples(keys, names=names)
+
+
+def build(spec: TableSpec, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The numeric long table and the formatted wide table of `spec` for these runs."""
+    long = long_table(spec, runs)
+    return long, wide_table(spec, long, several_seeds=len(axis_values(runs)["seed"]) > 1)
