@@ -262,11 +262,14 @@ def summarize(grid) -> pd.DataFrame:
     for result in grid:
         metrics = result.metrics or {}
         config = result.config or metrics.get("config", {})
-        finished = result.error is None and "test/accuracy" in metrics
+        if "test/accuracy" in metrics and result.error is None:
+            status = "FINISHED"
+        else:
+            status = "FAILED" if result.error is not None else "UNFINISHED"  # stopped, e.g. by Ctrl-C
         rows.append(
             {
                 "trial": run_name(config),
-                "status": "FINISHED" if finished else "FAILED",
+                "status": status,
                 "epochs_trained": metrics.get("epochs_trained"),
                 "test_accuracy": metrics.get("test/accuracy"),
                 "test_auc": metrics.get("test/auc"),
