@@ -26,7 +26,13 @@ CLASSES = {"all": "all", "0": "negative (0)", "1": "positive (1)"}
 # Okabe-Ito / Tol colours: distinguishable with colour-blindness, and no colour means two things at once.
 PALETTE = {
     "pair": {"attn_grad": "#0072B2", "attn_loo": "#E69F00", "grad_loo": "#009E73"},
-    "normalizer": {"softmax": "#882255", "sparsemax": "#332288"},
+    "normalizer": {
+        "softmax": "#882255",
+        "sparsemax": "#332288",
+        "entmax15": "#117733",
+        "alpha_entmax": "#999933",
+        "uniform": "#888888",
+    },
     "class": {"0": "#D55E00", "1": "#56B4E9"},
     "infeasible": "#7F7F7F",
 }

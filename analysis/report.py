@@ -12,6 +12,7 @@ from analysis.aggregate import axis_values, expected_settings, trial_status
 from analysis.figures import write_figures
 from analysis.load import connect, fetch_instances, fetch_runs
 from analysis.markup import to_latex, to_markdown
+from analysis.replication import comparison, comparison_text
 from analysis.tables import MISSING, TABLES, build
 
 
@@ -51,6 +52,17 @@ def write_tables(runs: pd.DataFrame, folder: Path) -> dict[str, str]:
         markdown[spec.name] = to_markdown(wide, caption)
         (folder / f"{spec.name}.md").write_text(markdown[spec.name])
         (folder / f"{spec.name}.tex").write_text(to_latex(wide, caption, spec.name))
+    published = comparison(runs)
+    if not published.empty:
+        caption = (
+            "Our results beside the published ones (mean ± std over test instances; ours also across seeds); "
+            "difference = ours − published. Sources: analysis/reference/README.md."
+        )
+        published.to_csv(folder / "replication.csv", index=False)
+        wide = comparison_text(published)
+        markdown["replication"] = to_markdown(wide, caption)
+        (folder / "replication.md").write_text(markdown["replication"])
+        (folder / "replication.tex").write_text(to_latex(wide, caption, "replication"))
     return markdown
 
 

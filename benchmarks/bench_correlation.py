@@ -1,41 +1,22 @@
 """Time the per-instance correlations of one SST-sized test set on one thread.
 
-Run from the repository root: ``python benchmarks/bench_correlation.py``. Prints ``name: value`` lines.
+Run from the repository root: ``python -m benchmarks.bench_correlation``. Prints ``name: value`` lines.
 """
 
-import os
+from benchmarks import common  # first: it pins numpy to one thread before numpy loads
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-    os.environ[_var] = "1"
-
+# isort: split
 import itertools
-import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau
 
-SST_TEST = ROOT.parent / "shared" / "datasets" / "sst2" / "test.csv"
-N_INSTANCES = 1821
 N_MEASURES = 3  # attention, gradients, leave-one-out: 3 pairs to correlate
 REPEATS = 7  # The fast-versus-reference timings keep the best of this many runs.
-
-
-def sentence_lengths(rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Whitespace-token lengths of the SST-2 test sentences, or synthetic ones with mean 19."""
-    if SST_TEST.exists():
-        import pandas as pd
-
-        lengths = pd.read_csv(SST_TEST)["text"].str.split().str.len().to_numpy()
-        return rng.choice(lengths, N_INSTANCES, replace=len(lengths) < N_INSTANCES), str(SST_TEST)
-    return np.clip(rng.poisson(19, N_INSTANCES), 2, 56), "synthetic Poisson(19)"
 
 
 def reference_top_k_tau(x, y, k, p=0.5):
@@ -78,12 +59,13 @@ def best_of(repeats: int, run: Callable[[], np.ndarray]) -> tuple[float, np.ndar
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    lengths, source = sentence_lengths(rng)
+    lengths, source = common.sst_test_lengths(rng)
+    n_instances = len(lengths)
     measures = [[rng.random(n) for n in lengths] for _ in range(N_MEASURES)]
     k_mean = max(1, round(lengths.mean()))
     k_instance = np.maximum(1, np.ceil(0.2 * lengths)).astype(np.int64)  # e.g. top 20% of each sentence
     print(f"lengths_source: {source}")
-    print(f"instances: {N_INSTANCES}")
+    print(f"instances: {n_instances}")
     print(f"mean_length: {lengths.mean():.2f}")
     print(f"max_length: {lengths.max()}")
     print(f"k_mean_length: {k_mean}")
@@ -103,7 +85,7 @@ def main() -> None:
 
     a, b = measures[0], measures[1]
     for name, k in (("per_instance_k", k_instance), ("mean_length_k", k_mean)):
-        ks = [int(k_i) for k_i in np.broadcast_to(k, (N_INSTANCES,))]
+        ks = [int(k_i) for k_i in np.broadcast_to(k, (n_instances,))]
         fast_s, fast = best_of(REPEATS, partial(batch_top_k_kendall_tau, a, b, k))
         slow_s, slow = best_of(REPEATS, partial(reference_batch, a, b, ks))
         defined = ~np.isnan(fast)  # The reference knows no NaN rule (length 1, constant vectors).

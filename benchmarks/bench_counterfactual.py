@@ -1,44 +1,25 @@
 """Time the adversarial-attention search and the permutation test on SST-sized data, on one CPU thread.
 
-Usage: python benchmarks/bench_counterfactual.py [--batch-size N] [--steps 500]
+Usage: python -m benchmarks.bench_counterfactual [--batch-size N] [--steps 500] [--permutations 100]
 A random-weight AttentionClassifier (vocab 15000, embed 300, hidden 128) stands in for a trained one: the
 cost depends on shapes, not weights. Lengths come from SST-2's test split when it is present.
 """
 
 from __future__ import annotations
 
-import os
+from benchmarks import common  # first: it pins numpy/torch to one thread before they load
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported
-
+# isort: split
 import argparse
-import csv
-import sys
 import time
-from pathlib import Path
 
+import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.model import AttentionClassifier
 
-SST_TEST = ROOT.parent / "shared" / "datasets" / "sst2" / "test.csv"
-N_SENTENCES = 1821
 VOCAB_SIZE = 15000
-
-
-def sentence_lengths() -> tuple[list[int], str]:
-    """Token counts of SST-2 test sentences (whitespace split), else synthetic ones with mean about 19."""
-    if SST_TEST.exists():
-        with SST_TEST.open(newline="") as handle:
-            lengths = [max(1, len(row["text"].split())) for row in csv.DictReader(handle)]
-        return lengths[:N_SENTENCES], str(SST_TEST)
-    generator = torch.Generator().manual_seed(0)
-    lengths = torch.poisson(torch.full((N_SENTENCES,), 18.0), generator=generator).long() + 1
-    return lengths.tolist(), "synthetic"
 
 
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -72,7 +53,8 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = AttentionClassifier(vocab_size=VOCAB_SIZE, embed_dim=300, hidden_size=128).eval()
-    lengths, source = sentence_lengths()
+    lengths_array, source = common.sst_test_lengths(np.random.default_rng(0))
+    lengths = [int(length) for length in lengths_array]
     start = time.perf_counter()
     batches = frozen_batches(model, lengths, args.batch_size)
     encode_seconds = time.perf_counter() - start

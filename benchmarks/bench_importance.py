@@ -8,12 +8,10 @@ Prints `name: value` lines. Target: gradient + LOO under ~10 s, leaving room for
 
 from __future__ import annotations
 
-import os
+from benchmarks import common  # first: it pins numpy/torch to one thread before they load
 
-os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported, or its thread pool is already sized
-
+# isort: split
 import argparse
-import csv
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,20 +26,9 @@ from trainables.importance import (
 )
 from trainables.model import AttentionClassifier
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sst2" / "test.csv"
 VOCAB_SIZE = 15000
 SENTENCES = 1821
 SUBSET = 200
-
-
-def sentence_lengths(path: Path, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Whitespace token counts of the CSV's `text` column, or synthetic SST-like lengths; and their source."""
-    if path.exists():
-        with path.open(newline="") as handle:
-            lengths = [len(row["text"].split()) for row in csv.DictReader(handle)]
-        return np.maximum(np.array(lengths), 1), str(path)
-    lengths = rng.gamma(shape=4.0, scale=19 / 4.0, size=SENTENCES).round().astype(int)
-    return np.maximum(lengths, 1), "synthetic (mean 19)"
 
 
 def make_batches(
@@ -125,7 +112,7 @@ def time_one_by_one(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=common.SST_TEST)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
     parser.add_argument("--budget", type=float, default=60.0, help="longest full per-instance run, seconds")
@@ -139,7 +126,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = AttentionClassifier(VOCAB_SIZE, embed_dim=300, hidden_size=128, attention="tanh").eval()
-    lengths, source = sentence_lengths(args.data, rng)
+    lengths, source = common.sst_test_lengths(rng, args.data)
     batches = make_batches(lengths, args.batch_size, rng)
     gradient_importance(model, *batches[0])  # warm-up: one-time allocations and kernel selection
     leave_one_out_importance(model, *batches[0], max_rows=args.max_rows)
