@@ -25,4 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python -m benchmarks.bench_correlation
+	$(BIN)/python -m benchmarks.bench_importance
+	$(BIN)/python -m benchmarks.bench_counterfactual
+	$(BIN)/python -m benchmarks.bench_explain

@@ -27,7 +27,6 @@ from trainables.importance import (
 from trainables.model import AttentionClassifier
 
 VOCAB_SIZE = 15000
-SENTENCES = 1821
 SUBSET = 200
 
 

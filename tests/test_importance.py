@@ -50,22 +50,24 @@ def model(request: pytest.FixtureRequest) -> AttentionClassifier:
     return make_model(*request.param)
 
 
-def test_gradient_matches_finite_differences(model: AttentionClassifier) -> None:
+def test_gradient_matches_finite_differences_with_attention_held_fixed(model: AttentionClassifier) -> None:
     tokens, mask = make_batch(LENGTHS)
     importance = gradient_importance(model, tokens, mask)
     embeddings = model.embed(tokens).detach()
     step = 1e-6
+
+    def logit(row: int, shifted: torch.Tensor) -> torch.Tensor:
+        """The output with the original attention of `row` kept while its embeddings move."""
+        _, attention = model.forward_embeddings(embeddings[row : row + 1], mask[row : row + 1])
+        return model.decode(model.encode(shifted, mask[row : row + 1]), attention)
+
     with torch.no_grad():
         for row, position in mask.nonzero().tolist():
             direction = torch.zeros_like(embeddings[row : row + 1])
             direction[0, position] = embeddings[row, position]
-            plus, _ = model.forward_embeddings(
-                embeddings[row : row + 1] + step * direction, mask[row : row + 1]
-            )
-            minus, _ = model.forward_embeddings(
-                embeddings[row : row + 1] - step * direction, mask[row : row + 1]
-            )
-            full, _ = model.forward_embeddings(embeddings[row : row + 1], mask[row : row + 1])
+            plus = logit(row, embeddings[row : row + 1] + step * direction)
+            minus = logit(row, embeddings[row : row + 1] - step * direction)
+            full = logit(row, embeddings[row : row + 1])
             sign = 1.0 if torch.sigmoid(full).item() >= 0.5 else -1.0  # d(1 - p) = -dp
             derivative = sign * (torch.sigmoid(plus) - torch.sigmoid(minus)).item() / (2 * step)
             assert importance[row, position].item() == pytest.approx(abs(derivative), rel=1e-5, abs=1e-9)
@@ -177,3 +179,15 @@ def test_max_rows_below_one_raises() -> None:
     tokens, mask = make_batch(LENGTHS)
     with pytest.raises(ValueError, match="max_rows"):
         leave_one_out_importance(make_model("tanh", "softmax"), tokens, mask, max_rows=0)
+
+
+def test_holding_attention_fixed_is_not_the_same_as_the_full_gradient() -> None:
+    """The finite-difference test pins the detached definition; this shows the two definitions differ."""
+    model = make_model("tanh", "softmax")
+    tokens, mask = make_batch(LENGTHS)
+    embeddings = model.embed(tokens).detach().requires_grad_(True)
+    logits, _ = model.forward_embeddings(embeddings, mask)
+    p = torch.sigmoid(logits)
+    (gradient,) = torch.autograd.grad(torch.where(p >= 0.5, p, 1 - p).sum(), embeddings)
+    full = ((gradient * embeddings).sum(-1).abs() * mask).detach()
+    assert not torch.allclose(gradient_importance(model, tokens, mask), full)

@@ -25,13 +25,15 @@ def gradient_importance(model: AttentionClassifier, tokens: torch.Tensor, mask: 
 
     The predicted-class probability is p if p >= 0.5 else 1 - p, with p = sigmoid(logit). Jain & Wallace
     rank tokens by the absolute value, so the sign (which merely says which class a token pushes towards)
-    is dropped here. Instances are independent, so one backward pass of the summed probabilities gives
-    every instance's gradient; only the embeddings get a gradient, never the parameters.
+    is dropped here. As in their code, the attention weights are held fixed (detached): the gradient
+    measures each input's effect through the encoder, not through the attention being compared with it.
+    Instances are independent, so one backward pass of the summed probabilities gives every instance's
+    gradient; only the embeddings get a gradient, never the parameters.
     """
     _check_batch(tokens, mask)
     with _eval_mode(model), torch.enable_grad():
         embeddings = model.embed(tokens).detach().requires_grad_(True)
-        logits, _ = model.forward_embeddings(embeddings, mask)
+        logits, _ = model.forward_embeddings(embeddings, mask, detach_attention=True)
         (gradient,) = torch.autograd.grad(_predicted_probability(logits).sum(), embeddings)
     return ((gradient * embeddings).sum(-1).abs() * mask).detach()
 

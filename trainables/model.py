@@ -186,12 +186,15 @@ class AttentionClassifier(nn.Module):
         return self.decoder(context).squeeze(-1)
 
     def forward_embeddings(
-        self, embeddings: torch.Tensor, mask: torch.Tensor
+        self, embeddings: torch.Tensor, mask: torch.Tensor, detach_attention: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B] and attention [B, T] from embeddings [B, T, E]."""
+        """Logits [B] and attention [B, T] from embeddings [B, T, E].
+
+        `detach_attention` holds the weights fixed for autograd (Jain & Wallace's gradient importance).
+        """
         hidden = self.encode(embeddings, mask)
         weights = self.attend(hidden, mask)
-        return self.decode(hidden, weights), weights
+        return self.decode(hidden, weights.detach() if detach_attention else weights), weights
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [B] and attention [B, T] from token ids [B, T] (0 = padding) and mask [B, T]."""
