@@ -32,7 +32,7 @@ TARGET_INSTANCES = common.SST_TEST_SIZE
 
 
 def verdict(seconds: float, target: float, applies: str | None) -> str:
-    """ "yes" or "NO" against the target, or why the target does not apply to this run."""
+    """Whether `seconds` met `target` ("yes" or "NO"), or why the target does not apply to this run."""
     if applies is not None:
         return f"n/a ({applies})"
     return "yes" if seconds < target else "NO"

@@ -2,7 +2,8 @@
 
 A sweep YAML has the sections `name`, `description`, `grid` (the axes; every combination is one trial)
 and the settings sections below. Unknown keys, unknown axis values and wrong types raise `ConfigError`
-with one line naming the bad value and what is allowed.
+with one line naming the bad value and what is allowed. A setting typed `tuple[X, ...]` is a YAML list
+(a single value counts as a one-item list); its items are checked like scalars and must not repeat.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from trainables.attributions import METHODS as ATTRIBUTION_METHODS
 from trainables.data import DATASETS
 from trainables.model import ATTENTIONS, ENCODERS, NORMALIZERS
 
@@ -34,6 +36,11 @@ def positive(**kwargs: Any) -> Any:
 def non_negative(**kwargs: Any) -> Any:
     """A dataclass field that must be >= 0."""
     return field(metadata={"non_negative": True}, **kwargs)
+
+
+def one_of(choices: tuple[str, ...], **kwargs: Any) -> Any:
+    """A dataclass field whose value (or, for a tuple field, every item) must be one of `choices`."""
+    return field(metadata={"choices": choices}, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,13 @@ class TrainSettings:
 class ExplainSettings:
     """Feature importance and correlations on the test set (always computed: the point of every trial)."""
 
-    batch_size: int = positive(default=256)  # instances per gradient / LOO batch
+    batch_size: int = positive(default=256)  # instances per gradient / LOO / attribution batch
     loo_max_rows: int = positive(default=256)  # deleted sequences per LOO forward pass (256 fastest on 1 CPU)
+    # captum attributions beyond gradient and LOO (trainables/attributions.py); none by default, slow
+    attributions: tuple[str, ...] = one_of(ATTRIBUTION_METHODS, default=())
+    ig_steps: int = positive(default=50)  # Integrated Gradients path points (captum's default)
+    lime_samples: int = positive(default=500)  # LIME perturbations per instance
+    internal_batch_size: int = positive(default=256)  # rows per forward pass of the attribution methods
 
 
 @dataclass(frozen=True)
@@ -165,7 +177,9 @@ class SweepConfig:
 
 
 def _check_value(where: str, value: Any, annotation: Any, meta: typing.Mapping) -> Any:
-    """Validate one scalar against its type annotation; ints are accepted where floats are expected."""
+    """Validate one value against its type annotation; ints are accepted where floats are expected."""
+    if typing.get_origin(annotation) is tuple:
+        return _check_items(where, value, annotation, meta)
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     if value is None:
         if type(None) in allowed:
@@ -185,7 +199,24 @@ def _check_value(where: str, value: Any, annotation: Any, meta: typing.Mapping) 
         raise ConfigError(f"{where}: {value!r} must be > 0")
     if meta.get("non_negative") and value < 0:
         raise ConfigError(f"{where}: {value!r} must be >= 0")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: unknown value {value!r}; allowed: {', '.join(choices)}")
     return value
+
+
+def _check_items(where: str, value: Any, annotation: Any, meta: typing.Mapping) -> tuple:
+    """Validate a list (or one value, read as a one-item list) against `tuple[X, ...]`; return a tuple."""
+    kind, ellipsis = typing.get_args(annotation)
+    if ellipsis is not Ellipsis:
+        raise TypeError(f"{where}: only tuple[X, ...] settings are supported, not {annotation}")
+    if value is None:
+        raise ConfigError(f"{where}: null is not allowed; expected a list of {_type_names((kind,))}")
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    checked = tuple(_check_value(where, item, kind, meta) for item in items)
+    if len(set(checked)) != len(checked):
+        raise ConfigError(f"{where}: repeated value in {list(checked)!r}")
+    return checked
 
 
 def _type_names(kinds: tuple) -> str:

@@ -17,6 +17,15 @@ def test_presets_load_with_their_documented_grids():
     assert smoke.grid.normalizer == ("softmax", "sparsemax") and smoke.train.max_epochs == 2
 
 
+def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
+    for name in ("smoke", "sst", "paper"):
+        assert load_preset(name).explain.attributions == ()
+    xai = load_preset("xai")
+    assert xai.explain.attributions == ("integrated_gradients", "deeplift", "lime")
+    assert xai.grid.attention == ("tanh",) and xai.grid.normalizer == ("softmax", "sparsemax")
+    assert xai.grid.seed == (1,) and xai.train.max_epochs == 40
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [
@@ -48,6 +57,25 @@ def test_presets_load_with_their_documented_grids():
             "counterfactual.enabled: 'yes' is a str; expected bool",
         ),
         ({"name": "x", "data": "all"}, "data: expected a mapping"),
+        (
+            {"name": "x", "explain": {"attributions": ["lime", "shap"]}},
+            "explain.attributions: unknown value 'shap'; allowed: integrated_gradients, deeplift, lime",
+        ),
+        ({"name": "x", "explain": {"attributions": [3]}}, "explain.attributions: 3 is a int; expected str"),
+        ({"name": "x", "explain": {"attributions": None}}, "explain.attributions: null is not allowed"),
+        (
+            {"name": "x", "explain": {"attributions": ["lime", "lime"]}},
+            "explain.attributions: repeated value",
+        ),
+        ({"name": "x", "explain": {"ig_steps": 0}}, "explain.ig_steps: 0 must be > 0"),
+        (
+            {"name": "x", "explain": {"lime_samples": 2.5}},
+            "explain.lime_samples: 2.5 is a float; expected int",
+        ),
+        (
+            {"name": "x", "explain": {"internal_batch_size": -1}},
+            "explain.internal_batch_size: -1 must be > 0",
+        ),
         ({"grid": {}}, "name must be a non-empty string"),
         (["name"], "expected a YAML mapping"),
     ],
@@ -87,3 +115,16 @@ def test_command_line_overrides_are_validated_too():
         with_overrides(config, max_epochs=-1)
     with pytest.raises(ConfigError, match="resources.max_concurrent: 0 must be > 0"):
         with_overrides(config, max_concurrent=0)
+
+
+def test_attributions_read_as_a_tuple_and_survive_overrides():
+    config = parse_config({"name": "x", "explain": {"attributions": "deeplift"}}, "test.yaml")
+    assert config.explain.attributions == ("deeplift",)
+    config = parse_config(
+        {"name": "x", "explain": {"attributions": ["lime", "deeplift"], "ig_steps": 8}}, "t"
+    )
+    assert config.explain.attributions == ("lime", "deeplift") and config.explain.ig_steps == 8
+    again = with_overrides(config, max_epochs=3)
+    assert again.explain == config.explain and again.train.max_epochs == 3
+    assert parse_config(config.to_dict(), "round trip") == config
+    assert parse_config({"name": "x", "explain": {"attributions": []}}, "t").explain.attributions == ()

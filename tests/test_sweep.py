@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
-from sweep.config import ConfigError, load_preset, with_overrides
+from sweep.config import ConfigError, load_config, load_preset, with_overrides
 from sweep.runner import SweepOptions, run_sweep
 from tests.conftest import sentiment_rows, write_csv
 
@@ -79,7 +81,10 @@ def test_the_same_config_and_seed_give_the_same_metrics(smoke, data_dir, tmp_pat
 
 def test_an_existing_experiment_is_not_silently_overwritten(smoke):
     _, options = smoke
-    with pytest.raises(ConfigError, match="experiment 'smoke' already exists at .*; pass --overwrite"):
+    with pytest.raises(
+        ConfigError,
+        match="experiment .smoke. already exists at .*; pass --resume smoke to continue it or --overwrite",
+    ):
         run_sweep(load_preset("smoke"), options)
 
 
@@ -114,3 +119,32 @@ def test_binary_versions_of_multiclass_datasets_run_end_to_end(ray_cluster, tmp_
         "20news_sports-lstm-tanh-softmax-s1",
         "ag_news-lstm-tanh-softmax-s1",
     ]
+
+
+def test_the_smoke_preset_with_attributions_logs_every_pair_and_token_vector(ray_cluster, data_dir, tmp_path):
+    raw = load_preset("smoke").to_dict()
+    raw["name"] = "smoke-xai"
+    raw["explain"].update(
+        attributions=["integrated_gradients", "deeplift", "lime"], ig_steps=4, lime_samples=16
+    )
+    path = tmp_path / "smoke-xai.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = run_sweep(load_config(path), SweepOptions(data_dir=data_dir, output_dir=tmp_path / "out"))
+    assert result.failed == 0
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id])
+    assert len(runs) == 2
+    measures = ["attn", "grad", "loo", "ig", "dl", "lime"]
+    pairs = [f"{a}_{b}" for i, a in enumerate(measures) for b in measures[i + 1 :]]
+    for run in runs:
+        metrics = run.data.metrics
+        assert run.data.params["explain.attributions"] == "('integrated_gradients', 'deeplift', 'lime')"
+        for pair in pairs:
+            assert f"kendall/{pair}/all/mean" in metrics, pair
+            assert f"topk_avg/{pair}/all/n_nan" in metrics, pair
+        for method in ("integrated_gradients", "deeplift", "lime"):
+            assert metrics[f"time/{method}_s"] > 0
+        folder = client.download_artifacts(run.info.run_id, "tokens.parquet", str(tmp_path))
+        tokens = pd.read_parquet(folder)
+        for method in ("integrated_gradients", "deeplift", "lime"):
+            assert [len(v) for v in tokens[method]] == [len(t) for t in tokens["token_ids"]]

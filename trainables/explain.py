@@ -1,12 +1,13 @@
 """Explain a trained model's test set: importance, correlations and counterfactual attention.
 
-Runs the measures of `importance`, `correlation` and `counterfactual` over length-bucketed batches and
-turns them into the per-instance table, the per-token table and the per-trial summary metrics that
-docs/METRICS.md lists.
+Runs the measures of `importance`, `attributions` (those enabled in `ExplainSettings.attributions`),
+`correlation` and `counterfactual` over length-bucketed batches and turns them into the per-instance table,
+the per-token table and the per-trial summary metrics that docs/METRICS.md lists.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,17 +19,38 @@ import pandas as pd
 import torch
 
 from sweep.config import CounterfactualSettings, ExplainSettings
+from trainables.attributions import METHODS, SHORT_NAMES, attribution_importance
 from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau, significant_fraction, summarize
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.data import Split, length_batches, pad
 from trainables.importance import gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
 
-PAIRS = {
-    "attn_grad": ("attention", "gradient"),
-    "attn_loo": ("attention", "loo"),
-    "grad_loo": ("gradient", "loo"),
-}
+BASE_MEASURES = {"attention": "attn", "gradient": "grad", "loo": "loo"}  # always computed: name -> short
+
+
+def importance_measures(attributions: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
+    """Every importance measure of a trial, name -> short name: the base ones, then the enabled attributions.
+
+    The attributions come in `attributions.METHODS` order whatever their order in the settings, so pair
+    names do not depend on how a YAML lists them.
+    """
+    unknown = sorted(set(attributions) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown attribution method {unknown[0]!r}; allowed: {', '.join(METHODS)}")
+    return {**BASE_MEASURES, **{m: SHORT_NAMES[m] for m in METHODS if m in attributions}}
+
+
+def importance_pairs(attributions: tuple[str, ...] | list[str] = ()) -> dict[str, tuple[str, str]]:
+    """Every pair of measures, `{short}_{short}` -> (name, name): `attn_grad`, `attn_loo`, ..., `ig_dl`."""
+    measures = importance_measures(attributions)
+    return {
+        f"{measures[first]}_{measures[second]}": (first, second)
+        for first, second in itertools.combinations(measures, 2)
+    }
+
+
+PAIRS = importance_pairs()  # the pairs of a trial without attributions: attn_grad, attn_loo, grad_loo
 MEASURES = ("kendall", "topk_avg", "topk_nz")
 CLASSES = ("all", "0", "1")
 T = TypeVar("T")
@@ -77,9 +99,9 @@ def explain(
     model.eval()
     timer = PhaseTimer()
     n = len(split)
-    vectors: dict[str, list] = {
-        name: [None] * n for name in ("attention", "gradient", "loo", "adv_attention")
-    }
+    measures = importance_measures(explain_settings.attributions)
+    attributions = [name for name in measures if name not in BASE_MEASURES]
+    vectors: dict[str, list] = {name: [None] * n for name in [*measures, "adv_attention"]}
     columns: dict[str, np.ndarray] = {
         name: np.full(n, np.nan)
         for name in ("prob", "adv_max_jsd", "adv_output_diff", "max_attention", "perm_median_diff")
@@ -94,8 +116,22 @@ def explain(
         columns["prob"][batch] = torch.sigmoid(logits).double().cpu().numpy()
         gradient = timer.time("gradient", gradient_importance, model, tokens, mask)
         loo = timer.time("loo", leave_one_out_importance, model, tokens, mask, explain_settings.loo_max_rows)
-        for name, values in (("attention", attention), ("gradient", gradient), ("loo", loo)):
-            for i, row in zip(batch, _rows(values, lengths), strict=True):
+        values = {"attention": attention, "gradient": gradient, "loo": loo}
+        for method in attributions:
+            values[method] = timer.time(
+                method,
+                attribution_importance,
+                method,
+                model,
+                tokens,
+                mask,
+                steps=explain_settings.ig_steps,
+                samples=explain_settings.lime_samples,
+                internal_batch_size=explain_settings.internal_batch_size,
+                seed=seed,
+            )
+        for name, scores in values.items():
+            for i, row in zip(batch, _rows(scores, lengths), strict=True):
                 vectors[name][i] = row
 
     if counterfactual_settings.enabled:
@@ -113,8 +149,9 @@ def explain(
             "prediction": (columns["prob"] >= 0.5).astype(int),
         }
     )
+    pairs = importance_pairs(explain_settings.attributions)
     started = time.perf_counter()
-    instances = pd.concat([instances, correlations(vectors)], axis=1)
+    instances = pd.concat([instances, correlations(vectors, pairs)], axis=1)
     timer.seconds["correlation"] = time.perf_counter() - started
     if counterfactual_settings.enabled:
         for name in ("adv_max_jsd", "adv_found", "adv_output_diff", "max_attention", "perm_median_diff"):
@@ -126,7 +163,7 @@ def explain(
     for name, rows in vectors.items():
         if rows[0] is not None:
             tokens[name] = rows
-    metrics = summary_metrics(instances, counterfactual_settings.enabled)
+    metrics = summary_metrics(instances, counterfactual_settings.enabled, pairs)
     metrics.update({f"time/{phase}_s": seconds for phase, seconds in timer.seconds.items()})
     return Explanation(instances, tokens, metrics)
 
@@ -184,14 +221,16 @@ def _counterfactual_batch(
         vectors["adv_attention"][i] = row
 
 
-def correlations(vectors: dict[str, list[np.ndarray]]) -> pd.DataFrame:
-    """Per instance: k values, non-zero attention count, and every measure for every pair."""
+def correlations(
+    vectors: dict[str, list[np.ndarray]], pairs: dict[str, tuple[str, str]] = PAIRS
+) -> pd.DataFrame:
+    """Per instance: k values, non-zero attention count, and every measure for every pair of `pairs`."""
     lengths = np.array([len(row) for row in vectors["attention"]])
     nonzero = np.array([int((row > 0).sum()) for row in vectors["attention"]])
     k_avg = max(1, round(float(lengths.mean())))
     k_nz = np.maximum(nonzero, 1)
     table = {"nonzero": nonzero, "k_avg": np.full(len(lengths), k_avg), "k_nz": k_nz}
-    for pair, (first, second) in PAIRS.items():
+    for pair, (first, second) in pairs.items():
         a, b = vectors[first], vectors[second]
         table[f"kendall_{pair}"], table[f"kendall_p_{pair}"] = batch_kendall_tau(a, b)
         table[f"topk_avg_{pair}"] = batch_top_k_kendall_tau(a, b, k_avg)
@@ -199,7 +238,9 @@ def correlations(vectors: dict[str, list[np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def summary_metrics(instances: pd.DataFrame, with_counterfactual: bool) -> dict[str, float]:
+def summary_metrics(
+    instances: pd.DataFrame, with_counterfactual: bool, pairs: dict[str, tuple[str, str]] = PAIRS
+) -> dict[str, float]:
     """Per-trial metrics, overall and per true class, named as in docs/METRICS.md."""
     metrics: dict[str, float] = {}
     for label in CLASSES:
@@ -207,7 +248,7 @@ def summary_metrics(instances: pd.DataFrame, with_counterfactual: bool) -> dict[
         if part.empty:
             continue
         for measure in MEASURES:
-            for pair in PAIRS:
+            for pair in pairs:
                 stats = summarize(part[f"{measure}_{pair}"].to_numpy())
                 prefix = f"{measure}/{pair}/{label}"
                 metrics.update({f"{prefix}/{s}": stats[s] for s in ("mean", "std", "n_nan")})

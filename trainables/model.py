@@ -84,15 +84,20 @@ ENCODER_CLASSES = {"lstm": BiLSTMEncoder, "cnn": CNNEncoder, "average": AverageE
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau (tanh) scores: v^T tanh(W h_t + b)."""
+    """Bahdanau (tanh) scores: v^T tanh(W h_t + b).
+
+    The tanh is a module (no parameters, same numbers as torch.tanh) so that captum's DeepLift, which only
+    sees nonlinearities that are modules, applies its rescale rule to it.
+    """
 
     def __init__(self, input_size: int, attention_size: int = 128) -> None:
         super().__init__()
         self.project = nn.Linear(input_size, attention_size)
+        self.activation = nn.Tanh()
         self.score = nn.Linear(attention_size, 1, bias=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.score(torch.tanh(self.project(hidden))).squeeze(-1)
+        return self.score(self.activation(self.project(hidden))).squeeze(-1)
 
 
 class ScaledDotAttention(nn.Module):

@@ -1,0 +1,267 @@
+"""Attributions beyond gradient and leave-one-out, through captum: Integrated Gradients, DeepLIFT and LIME.
+
+Every function takes a padded batch like `importance` does (token ids [B, T], 0 = padding; mask [B, T] bool,
+True on the real tokens, which come first in each row) and returns one score per token [B, T], 0 on padding.
+The conventions are those of `importance.gradient_importance`:
+
+- the attributed output is the probability of the predicted class (p if p >= 0.5 else 1 - p, with the class
+  chosen on the real input and kept fixed along IG's path and in LIME's perturbations);
+- a token's score is the attribution summed over the embedding dimension; the `*_importance` functions
+  return its absolute value (Jain & Wallace rank by magnitude), the `signed_*` ones keep the sign;
+- the baseline is the padding embedding (token id 0, the zero vector since `padding_idx=0`), under the same
+  mask: "every real token replaced by padding".
+
+The model runs in eval mode (its previous mode is restored), on its own device and dtype; no parameter
+gradient is accumulated. `internal_batch_size` bounds the rows of one forward pass in every method.
+
+DeepLIFT caveat: captum's DeepLift applies its rescale rule only to nonlinearities that are modules
+(nn.Sigmoid, nn.Tanh, ...). It cannot see inside PyTorch's nn.LSTM (captum documents this), nor into the
+functional softmax / sparsemax normalizers, so those get plain gradients. Here the rule reaches the output
+sigmoid and the tanh of additive attention; with dot attention DeepLIFT is therefore gradient x input of the
+logit times one factor per instance, and ranks tokens exactly as `gradient_importance` does.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr import DeepLift, IntegratedGradients, Lime
+from torch import nn
+
+from trainables.importance import _check_batch, _eval_mode
+from trainables.model import AttentionClassifier
+
+METHODS = ("integrated_gradients", "deeplift", "lime")
+SHORT_NAMES = {"integrated_gradients": "ig", "deeplift": "dl", "lime": "lime"}  # used in pair names
+DEFAULT_STEPS = 50  # captum's default number of IG steps
+DEFAULT_SAMPLES = 500
+DEFAULT_INTERNAL_BATCH_SIZE = 256
+# LIME's surrogate: ridge regression with alpha 1, the default of the original `lime` package. captum's own
+# default, Lasso with alpha 0.01, zeroes every token whose effect on the probability is below about 0.04
+# (on a 7-token test sentence with effects up to 0.045: all of them), which turns rankings into ties.
+LIME_RIDGE_ALPHA = 1.0
+
+
+class ClassProbabilities(nn.Module):
+    """The classifier from embeddings: [N, T, E] embeddings, [N, T] mask -> [N, 2] probabilities (1 - p, p).
+
+    Column c is P(class c), so captum's `target` picks the predicted class per instance. The sigmoid is a
+    module so DeepLift rescales it; 1 - p is computed as sigmoid(-logit), exact in floating point.
+    """
+
+    def __init__(self, model: AttentionClassifier) -> None:
+        super().__init__()
+        self.model = model
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.model.forward_embeddings(embeddings, mask)
+        return self.sigmoid(torch.stack([-logits, logits], dim=-1))
+
+
+def predicted_class(model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[B] long: 1 where P(label 1) >= 0.5, else 0 (the class whose probability is attributed)."""
+    _check_batch(tokens, mask)
+    with _eval_mode(model), torch.no_grad():
+        logits, _ = model(tokens, mask)
+    return (torch.sigmoid(logits) >= 0.5).long()
+
+
+def padding_baseline(model: AttentionClassifier, tokens: torch.Tensor) -> torch.Tensor:
+    """[B, T, E]: the padding embedding (token id 0) at every position, detached."""
+    return model.embed(torch.zeros_like(tokens)).detach()
+
+
+def signed_integrated_gradients(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int = DEFAULT_STEPS,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """Integrated Gradients from the padding baseline, summed over the embedding dimension: [B, T], signed.
+
+    captum's `IntegratedGradients` with its default Gauss-Legendre path of `steps` points. Row sums
+    approximate f(x) - f(baseline) for f the predicted-class probability (completeness). Instances go to
+    captum in groups of internal_batch_size // steps, so one pass of (instances x steps) rows stays within
+    internal_batch_size; with fewer rows than steps captum splits the steps of one instance.
+    """
+    _check_batch(tokens, mask)
+    _check_positive(steps=steps, internal_batch_size=internal_batch_size)
+    with _eval_mode(model), torch.enable_grad():
+        forward = ClassProbabilities(model)
+        explainer = IntegratedGradients(forward)
+        target = predicted_class(model, tokens, mask)
+        per_call = max(1, internal_batch_size // steps)
+        parts = []
+        for rows in _row_groups(len(tokens), per_call, tokens.device):
+            attributions = explainer.attribute(
+                model.embed(tokens[rows]).detach(),
+                baselines=padding_baseline(model, tokens[rows]),
+                target=target[rows],
+                additional_forward_args=(mask[rows],),
+                n_steps=steps,
+                internal_batch_size=internal_batch_size,
+            )
+            parts.append(attributions.sum(-1).detach())
+    return torch.cat(parts) * mask
+
+
+def signed_deeplift(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """DeepLIFT (rescale rule) from the padding baseline, summed over the embedding dimension: [B, T], signed.
+
+    captum's `DeepLift` on `ClassProbabilities`. It runs input and baseline as one batch of 2 x instances
+    rows, so instances go in groups of internal_batch_size // 2. See the module docstring for what the
+    rescale rule reaches in this model; the rest (the LSTM, the normalizer) gets plain gradients, so rows do
+    not sum exactly to f(x) - f(baseline).
+    """
+    _check_batch(tokens, mask)
+    _check_positive(internal_batch_size=internal_batch_size)
+    with _eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*Setting forward, backward hooks", category=UserWarning)
+        explainer = DeepLift(ClassProbabilities(model))
+        target = predicted_class(model, tokens, mask)
+        parts = []
+        for rows in _row_groups(len(tokens), max(1, internal_batch_size // 2), tokens.device):
+            attributions = explainer.attribute(
+                model.embed(tokens[rows]).detach().requires_grad_(True),
+                baselines=padding_baseline(model, tokens[rows]),
+                target=target[rows],
+                additional_forward_args=(mask[rows],),
+            )
+            parts.append(attributions.sum(-1).detach())
+    return torch.cat(parts) * mask
+
+
+def signed_lime(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    samples: int = DEFAULT_SAMPLES,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+    seed: int = 0,
+) -> torch.Tensor:
+    """LIME coefficients on token presence: [B, T], signed.
+
+    captum's `Lime` with a ridge surrogate (see LIME_RIDGE_ALPHA) and captum's default similarity (an
+    exponential kernel of the cosine distance between the original and the perturbed embeddings); each
+    real token is one interpretable feature (`feature_mask`) and is removed by replacing its embedding with
+    the padding embedding. Each sample keeps
+    every token with probability 1/2 (captum's default sampling), drawn from a generator seeded with `seed`
+    afresh for every instance, so a row's result depends only on that row and the seed. captum fits one
+    interpretable model per instance anyway, so instances run one at a time, without their padding; the
+    `samples` perturbations of an instance run internal_batch_size per forward pass.
+    """
+    _check_batch(tokens, mask)
+    _check_positive(samples=samples, internal_batch_size=internal_batch_size)
+    coefficients = torch.zeros(mask.shape, dtype=model.decoder.weight.dtype, device=tokens.device)
+    with _eval_mode(model), torch.no_grad():
+        explainer = Lime(
+            ClassProbabilities(model),
+            interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),
+            perturb_func=_token_presence_sampler(seed, samples),
+        )
+        target = predicted_class(model, tokens, mask)
+        for row, length in enumerate(mask.sum(1).tolist()):
+            if length == 0:
+                continue
+            sentence = tokens[row : row + 1, :length]
+            embeddings = model.embed(sentence)
+            feature_mask = torch.arange(length, device=tokens.device).view(1, length, 1).expand_as(embeddings)
+            weights = explainer.attribute(
+                embeddings,
+                baselines=padding_baseline(model, sentence),
+                target=target[row : row + 1],
+                additional_forward_args=(mask[row : row + 1, :length],),
+                feature_mask=feature_mask,
+                n_samples=samples,
+                perturbations_per_eval=min(internal_batch_size, samples),
+                return_input_shape=False,
+            )
+            coefficients[row, :length] = weights.reshape(length).to(coefficients)
+    return coefficients
+
+
+def integrated_gradients_importance(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    steps: int = DEFAULT_STEPS,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """|Integrated Gradients| per token [B, T]; see `signed_integrated_gradients`."""
+    return signed_integrated_gradients(model, tokens, mask, steps, internal_batch_size).abs()
+
+
+def deeplift_importance(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """|DeepLIFT| per token [B, T]; see `signed_deeplift`."""
+    return signed_deeplift(model, tokens, mask, internal_batch_size).abs()
+
+
+def lime_importance(
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    samples: int = DEFAULT_SAMPLES,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+    seed: int = 0,
+) -> torch.Tensor:
+    """|LIME coefficient| per token [B, T]; see `signed_lime`."""
+    return signed_lime(model, tokens, mask, samples, internal_batch_size, seed).abs()
+
+
+def attribution_importance(
+    method: str,
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    steps: int = DEFAULT_STEPS,
+    samples: int = DEFAULT_SAMPLES,
+    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The non-negative per-token scores [B, T] of one of `METHODS`, by name."""
+    if method == "integrated_gradients":
+        return integrated_gradients_importance(model, tokens, mask, steps, internal_batch_size)
+    if method == "deeplift":
+        return deeplift_importance(model, tokens, mask, internal_batch_size)
+    if method == "lime":
+        return lime_importance(model, tokens, mask, samples, internal_batch_size, seed)
+    raise ValueError(f"unknown attribution method {method!r}; allowed: {', '.join(METHODS)}")
+
+
+def _token_presence_sampler(seed: int, samples: int) -> Callable[..., Iterator[torch.Tensor]]:
+    """A captum `perturb_func` (a generator function, restarted per instance): [1, F] 0/1 samples."""
+
+    def sample(original: torch.Tensor, num_interp_features: int, **_: object) -> Iterator[torch.Tensor]:
+        generator = torch.Generator().manual_seed(seed)
+        draws = torch.rand(samples, num_interp_features, generator=generator) < 0.5
+        for draw in draws.long().to(original.device):
+            yield draw.unsqueeze(0)
+
+    return sample
+
+
+def _row_groups(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Row indices 0..n-1 in consecutive groups of at most `size`."""
+    return torch.arange(n, device=device).split(size)
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
