@@ -29,3 +29,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_importance
 	$(BIN)/python -m benchmarks.bench_counterfactual
 	$(BIN)/python -m benchmarks.bench_explain
+	$(BIN)/python -m benchmarks.bench_attributions

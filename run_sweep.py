@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             result = run_sweep(with_overrides(config, **overrides), options)
     except (ConfigError, DataError, TrackingError) as error:
         parser.error(str(error))
-    print(f"\nSweep {result.name!r}: {len(result.summary)} trials, {result.failed} failed")
+    counts = result.summary["status"].value_counts()
+    tally = ", ".join(
+        f"{counts.get(status, 0)} {status.lower()}" for status in ("FINISHED", "FAILED", "UNFINISHED")
+    )
+    print(f"\nSweep {result.name!r}: {len(result.summary)} trials: {tally}")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
     print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")

@@ -1,6 +1,6 @@
 """Time every importance measure per 100 SST sentences on one CPU thread: gradient, LOO, IG, DeepLIFT, LIME.
 
-Usage: python benchmarks/bench_attributions.py [--sentences 100] [--steps 50] [--samples 500]
+Usage: python -m benchmarks.bench_attributions [--sentences 100] [--steps 50] [--samples 500]
 A random-weight AttentionClassifier of the paper's size (vocab 15000, embed 300, hidden 128, tanh attention,
 softmax) stands in for a trained one: the cost depends on shapes, not weights. Sentence lengths are a seeded
 sample of SST-2's test split (`../shared/datasets/sst2/test.csv` beside the repository) when it is present,
@@ -12,22 +12,17 @@ length, `--batch-size` instances). Prints `name: value` lines; `*_s` are wall se
 
 from __future__ import annotations
 
-import os
+from benchmarks import common  # first: it pins numpy/torch to one thread before they load
 
-os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported, or its thread pool is already sized
+# isort: split
 
 import argparse
-import csv
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from trainables.attributions import (
     DEFAULT_INTERNAL_BATCH_SIZE,
@@ -40,19 +35,13 @@ from trainables.attributions import (
 from trainables.importance import DEFAULT_MAX_ROWS, gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
 
-SST_TEST = ROOT.parent / "shared" / "datasets" / "sst2" / "test.csv"
-SST_TEST_SIZE = 1821
 VOCAB_SIZE = 15000
 
 
 def sentence_lengths(path: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """`n` whitespace token counts sampled without replacement from the CSV's `text` column (or synthetic)."""
-    if path.exists():
-        with path.open(newline="") as handle:
-            lengths = np.array([max(1, len(row["text"].split())) for row in csv.DictReader(handle)])
-        return rng.choice(lengths, size=min(n, len(lengths)), replace=False), str(path)
-    synthetic = rng.gamma(shape=4.0, scale=19 / 4.0, size=n).round().astype(int)
-    return np.maximum(synthetic, 1), "synthetic (mean 19)"
+    """`n` SST test lengths sampled without replacement (or synthetic ones), and their source."""
+    lengths, source = common.sst_test_lengths(rng, path)
+    return rng.choice(lengths, size=min(n, len(lengths)), replace=False), source
 
 
 def make_batches(
@@ -78,7 +67,7 @@ def timed(work: Callable[[], object]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SST_TEST)
+    parser.add_argument("--data", type=Path, default=common.SST_TEST)
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument(
         "--batch-size", type=int, default=256, help="instances per batch (explain.batch_size)"
@@ -121,7 +110,7 @@ def main() -> None:
     print(f"lime_samples: {args.samples}")
     print(f"internal_batch_size: {internal}")
     print(f"threads: {torch.get_num_threads()}")
-    scale = SST_TEST_SIZE / len(lengths)
+    scale = common.SST_TEST_SIZE / len(lengths)
     for name, compute in methods.items():
         wall, cpu = timed(lambda compute=compute: [compute(*batch) for batch in batches])
         print(f"{name}_s: {wall:.2f}")

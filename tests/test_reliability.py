@@ -171,7 +171,10 @@ def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(
     code = run_sweep.main(["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)])
     printed = capsys.readouterr().out
     assert code == 1
-    assert "2 trials, 1 failed" in printed and "failed on purpose (faults.fail_trial)" in printed
+    assert (
+        "2 trials: 1 finished, 1 failed, 0 unfinished" in printed
+        and "failed on purpose (faults.fail_trial)" in printed
+    )
     runs = runs_by_name(out, "faulty")
     recovered, failed = runs["sst2-lstm-tanh-softmax-s1"], runs["sst2-lstm-tanh-sparsemax-s1"]
     assert recovered.info.status == "FINISHED" and "test/auc" in recovered.data.metrics
