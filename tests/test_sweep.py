@@ -34,6 +34,28 @@ def smoke(ray_cluster, data_dir, tmp_path_factory):
     return result, options
 
 
+def documented_metrics() -> set[str]:
+    """Every final metric name docs/METRICS.md promises for a trial without attributions."""
+    names = {
+        f"time/{phase}_s"
+        for phase in ("train", "gradient", "loo", "correlation", "adversarial", "permutation")
+    }
+    for label in ("all", "0", "1"):
+        for measure in ("kendall", "topk_avg", "topk_nz"):
+            for pair in ("attn_grad", "attn_loo", "grad_loo"):
+                stats = (
+                    ("mean", "std", "n_nan", "sig_frac") if measure == "kendall" else ("mean", "std", "n_nan")
+                )
+                names |= {f"{measure}/{pair}/{label}/{stat}" for stat in stats}
+        names |= {f"attention/{label}/{stat}" for stat in ("nonzero_mean", "nonzero_ratio")}
+        names |= {
+            f"adversarial/{label}/{stat}"
+            for stat in ("jsd_mean", "jsd_median", "frac_jsd_ge_05", "frac_infeasible")
+        }
+        names |= {f"permutation/{label}/{stat}" for stat in ("diff_mean", "diff_median", "frac_diff_lt_001")}
+    return names
+
+
 def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
     result, _ = smoke
     assert result.failed == 0 and list(result.summary["status"]) == ["FINISHED", "FINISHED"]
@@ -57,11 +79,12 @@ def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
         assert params["train.max_epochs"] == "2" and params["train.embed_dim"] == "32"
         for name in ("test/accuracy", "test/f1", "test/auc", "best_val_auc", "time/train_s"):
             assert name in metrics
+        assert documented_metrics() <= set(metrics), sorted(documented_metrics() - set(metrics))
         assert metrics["epochs_trained"] == 2
         history = client.get_metric_history(run.info.run_id, "train/loss")
         assert sorted(m.step for m in history) == [0, 1]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert "model.pt" in artifacts
+        assert {"model.pt", "instances.parquet", "tokens.parquet"} <= artifacts
 
 
 def test_the_same_config_and_seed_give_the_same_metrics(smoke, data_dir, tmp_path):
