@@ -46,9 +46,10 @@ def sst_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One real local Ray instance (2 CPUs) for every test that needs it."""
+    """A real local Ray instance (2 CPUs) per test module, shut down after it so that modules which
+    connect to clusters of their own (test_cluster.py) find no driver already attached."""
     import ray
 
     from sweep.runner import runtime_env
