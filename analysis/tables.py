@@ -129,7 +129,25 @@ def model_quality() -> TableSpec:
     )
 
 
-TABLES = (table1_kendall, table2_topk, counterfactual, model_quality)
+def timing() -> TableSpec:
+    """Wall seconds of each phase of a trial, as the trial measured them."""
+    phases = {
+        "train": "training",
+        "gradient": "gradient",
+        "loo": "leave-one-out",
+        "correlation": "correlations",
+        "adversarial": "adversarial search",
+        "permutation": "permutation",
+    }
+    return TableSpec(
+        "timing",
+        "Wall-clock seconds per trial phase on the machine that ran the sweep (training: all epochs).",
+        ("phase",),
+        tuple(Cell(f"time/{phase}_s", (text,)) for phase, text in phases.items()),
+    )
+
+
+TABLES = (table1_kendall, table2_topk, counterfactual, model_quality, timing)
 
 
 def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
