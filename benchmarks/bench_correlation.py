@@ -13,34 +13,11 @@ from functools import partial
 
 import numpy as np
 
+from tests.test_correlation import reference_top_k_tau  # the slow reference the tests check against
 from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau
 
 N_MEASURES = 3  # attention, gradients, leave-one-out: 3 pairs to correlate
 REPEATS = 7  # The fast-versus-reference timings keep the best of this many runs.
-
-
-def reference_top_k_tau(x, y, k, p=0.5):
-    """Fagin et al.'s K^(p), case by case over pairs in a Python double loop, rescaled to [-1, 1]."""
-    k = min(k, len(x))
-    top1 = sorted(range(len(x)), key=lambda i: (-x[i], i))[:k]
-    top2 = sorted(range(len(y)), key=lambda i: (-y[i], i))[:k]
-    pos1 = {item: rank for rank, item in enumerate(top1)}
-    pos2 = {item: rank for rank, item in enumerate(top2)}
-    distance = 0.0
-    for i, j in itertools.combinations(sorted(set(top1) | set(top2)), 2):
-        if i in pos1 and j in pos1 and i in pos2 and j in pos2:
-            distance += (pos1[i] < pos1[j]) != (pos2[i] < pos2[j])
-        elif i in pos1 and j in pos1 and (i in pos2) != (j in pos2):
-            inside = i if i in pos2 else j
-            distance += pos1[j if inside == i else i] < pos1[inside]
-        elif i in pos2 and j in pos2 and (i in pos1) != (j in pos1):
-            inside = i if i in pos1 else j
-            distance += pos2[j if inside == i else i] < pos2[inside]
-        elif (i in pos1) != (j in pos1) and (i in pos2) != (j in pos2):
-            distance += 1
-        else:
-            distance += p
-    return 1 - 2 * distance / (k * k + p * k * (k - 1))
 
 
 def reference_batch(a: list[np.ndarray], b: list[np.ndarray], ks: list[int]) -> np.ndarray:

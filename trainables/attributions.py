@@ -92,22 +92,11 @@ def signed_integrated_gradients(
     _check_batch(tokens, mask)
     _check_positive(steps=steps, internal_batch_size=internal_batch_size)
     with _eval_mode(model), torch.enable_grad():
-        forward = ClassProbabilities(model)
-        explainer = IntegratedGradients(forward)
-        target = predicted_class(model, tokens, mask)
+        explainer = IntegratedGradients(ClassProbabilities(model))
         per_call = max(1, internal_batch_size // steps)
-        parts = []
-        for rows in _row_groups(len(tokens), per_call, tokens.device):
-            attributions = explainer.attribute(
-                model.embed(tokens[rows]).detach(),
-                baselines=padding_baseline(model, tokens[rows]),
-                target=target[rows],
-                additional_forward_args=(mask[rows],),
-                n_steps=steps,
-                internal_batch_size=internal_batch_size,
-            )
-            parts.append(attributions.sum(-1).detach())
-    return torch.cat(parts) * mask
+        return _attribute_in_groups(
+            explainer, model, tokens, mask, per_call, n_steps=steps, internal_batch_size=internal_batch_size
+        )
 
 
 def signed_deeplift(
@@ -128,17 +117,7 @@ def signed_deeplift(
     with _eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Setting forward, backward hooks", category=UserWarning)
         explainer = DeepLift(ClassProbabilities(model))
-        target = predicted_class(model, tokens, mask)
-        parts = []
-        for rows in _row_groups(len(tokens), max(1, internal_batch_size // 2), tokens.device):
-            attributions = explainer.attribute(
-                model.embed(tokens[rows]).detach().requires_grad_(True),
-                baselines=padding_baseline(model, tokens[rows]),
-                target=target[rows],
-                additional_forward_args=(mask[rows],),
-            )
-            parts.append(attributions.sum(-1).detach())
-    return torch.cat(parts) * mask
+        return _attribute_in_groups(explainer, model, tokens, mask, max(1, internal_batch_size // 2))
 
 
 def signed_lime(
@@ -254,6 +233,30 @@ def _token_presence_sampler(seed: int, samples: int) -> Callable[..., Iterator[t
             yield draw.unsqueeze(0)
 
     return sample
+
+
+def _attribute_in_groups(
+    explainer: IntegratedGradients | DeepLift,
+    model: AttentionClassifier,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    group_size: int,
+    **options: int,
+) -> torch.Tensor:
+    """`explainer` from the padding baseline for the predicted class, `group_size` instances per call,
+    summed over the embedding dimension: [B, T], signed, 0 on padding."""
+    target = predicted_class(model, tokens, mask)
+    parts = []
+    for rows in _row_groups(len(tokens), group_size, tokens.device):
+        attributions = explainer.attribute(
+            model.embed(tokens[rows]).detach().requires_grad_(True),
+            baselines=padding_baseline(model, tokens[rows]),
+            target=target[rows],
+            additional_forward_args=(mask[rows],),
+            **options,
+        )
+        parts.append(attributions.sum(-1).detach())
+    return torch.cat(parts) * mask
 
 
 def _row_groups(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
