@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +47,6 @@ class SweepOptions:
     shared_storage: bool | None = (
         None  # storage_path is a mount all nodes share (NFS); None: see sweep.cluster
     )
-    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def resolved_tracking_uri(self) -> str:
@@ -209,9 +208,9 @@ def open_experiment(uri: str, name: str, options: SweepOptions) -> tuple[MlflowC
     return client, ensure_experiment(client, name, artifact_root)
 
 
-def runtime_env(extra: dict[str, str] | None = None) -> dict:
+def runtime_env() -> dict:
     """Ray runtime env for trial workers: the project importable, and the driver's MLflow/Ray switches."""
-    env = {"PYTHONPATH": str(PROJECT_ROOT), **(extra or {})}
+    env = {"PYTHONPATH": str(PROJECT_ROOT)}
     for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY", "RAY_AUTH_MODE"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -241,7 +240,7 @@ def fit(
         ray.init(
             address=options.address or "local",  # never attach to another cluster unless asked to
             include_dashboard=False,
-            runtime_env=runtime_env(options.extra_env),
+            runtime_env=runtime_env(),
         )
     try:
         check_shared_storage(options.resolved_storage_path, options.address, shared=options.shared_storage)
