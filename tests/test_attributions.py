@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sweep.config import CounterfactualSettings, ExplainSettings
-from tests.test_importance import LENGTHS, make_batch, make_model
+from tests.test_importance import BAD_BATCHES, LENGTHS, make_batch, make_model
 from trainables.attributions import (
     METHODS,
     ClassProbabilities,
@@ -220,13 +220,7 @@ def test_all_padding_row_gets_zero_and_float32_stays_float32(method: str) -> Non
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(
     ("tokens", "mask", "message"),
-    [
-        (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool), "differs from tokens shape"),
-        (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.bool), r"tokens must be \[B, T\]"),
-        (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), "mask must be bool"),
-        (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
-        (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
-    ],
+    BAD_BATCHES,
 )
 def test_bad_batches_raise(method: str, tokens: torch.Tensor, mask: torch.Tensor, message: str) -> None:
     with pytest.raises(ValueError, match=message):

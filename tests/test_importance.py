@@ -112,6 +112,16 @@ def test_leave_one_out_of_length_one_row_is_distance_to_empty_input(model: Atten
     assert torch.allclose(importance[:, 0], (torch.sigmoid(logits) - empty).abs(), rtol=1e-12, atol=0)
 
 
+# (tokens, mask, message fragment): batches every importance and attribution function must refuse
+BAD_BATCHES = [
+    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool), "differs from tokens shape"),
+    (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.bool), r"tokens must be \[B, T\]"),
+    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), "mask must be bool"),
+    (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
+    (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
+]
+
+
 @pytest.mark.parametrize("method", ["gradient", "leave_one_out"])
 def test_row_importance_does_not_depend_on_batch(model: AttentionClassifier, method: str) -> None:
     compute = gradient_importance if method == "gradient" else leave_one_out_importance
@@ -161,13 +171,7 @@ def test_float32_model_gives_float32_importance() -> None:
 @pytest.mark.parametrize("method", ["gradient", "leave_one_out"])
 @pytest.mark.parametrize(
     ("tokens", "mask", "message"),
-    [
-        (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool), "differs from tokens shape"),
-        (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.bool), r"tokens must be \[B, T\]"),
-        (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), "mask must be bool"),
-        (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
-        (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
-    ],
+    BAD_BATCHES,
 )
 def test_bad_inputs_raise(method: str, tokens: torch.Tensor, mask: torch.Tensor, message: str) -> None:
     compute = gradient_importance if method == "gradient" else leave_one_out_importance
