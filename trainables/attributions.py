@@ -31,7 +31,7 @@ from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import DeepLift, IntegratedGradients, Lime
 from torch import nn
 
-from trainables.importance import _check_batch, _eval_mode
+from trainables.importance import check_batch, eval_mode
 from trainables.model import AttentionClassifier
 
 METHODS = ("integrated_gradients", "deeplift", "lime")
@@ -64,8 +64,8 @@ class ClassProbabilities(nn.Module):
 
 def predicted_class(model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[B] long: 1 where P(label 1) >= 0.5, else 0 (the class whose probability is attributed)."""
-    _check_batch(tokens, mask)
-    with _eval_mode(model), torch.no_grad():
+    check_batch(tokens, mask)
+    with eval_mode(model), torch.no_grad():
         logits, _ = model(tokens, mask)
     return (torch.sigmoid(logits) >= 0.5).long()
 
@@ -89,9 +89,9 @@ def signed_integrated_gradients(
     captum in groups of internal_batch_size // steps, so one pass of (instances x steps) rows stays within
     internal_batch_size; with fewer rows than steps captum splits the steps of one instance.
     """
-    _check_batch(tokens, mask)
+    check_batch(tokens, mask)
     _check_positive(steps=steps, internal_batch_size=internal_batch_size)
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         explainer = IntegratedGradients(ClassProbabilities(model))
         per_call = max(1, internal_batch_size // steps)
         return _attribute_in_groups(
@@ -112,9 +112,9 @@ def signed_deeplift(
     rescale rule reaches in this model; the rest (the LSTM, the normalizer) gets plain gradients, so rows do
     not sum exactly to f(x) - f(baseline).
     """
-    _check_batch(tokens, mask)
+    check_batch(tokens, mask)
     _check_positive(internal_batch_size=internal_batch_size)
-    with _eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
+    with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Setting forward, backward hooks", category=UserWarning)
         explainer = DeepLift(ClassProbabilities(model))
         return _attribute_in_groups(explainer, model, tokens, mask, max(1, internal_batch_size // 2))
@@ -139,10 +139,10 @@ def signed_lime(
     interpretable model per instance anyway, so instances run one at a time, without their padding; the
     `samples` perturbations of an instance run internal_batch_size per forward pass.
     """
-    _check_batch(tokens, mask)
+    check_batch(tokens, mask)
     _check_positive(samples=samples, internal_batch_size=internal_batch_size)
     coefficients = torch.zeros(mask.shape, dtype=model.decoder.weight.dtype, device=tokens.device)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         explainer = Lime(
             ClassProbabilities(model),
             interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),

@@ -30,8 +30,8 @@ def gradient_importance(model: AttentionClassifier, tokens: torch.Tensor, mask: 
     Instances are independent, so one backward pass of the summed probabilities gives every instance's
     gradient; only the embeddings get a gradient, never the parameters.
     """
-    _check_batch(tokens, mask)
-    with _eval_mode(model), torch.enable_grad():
+    check_batch(tokens, mask)
+    with eval_mode(model), torch.enable_grad():
         embeddings = model.embed(tokens).detach().requires_grad_(True)
         logits, _ = model.forward_embeddings(embeddings, mask, detach_attention=True)
         (gradient,) = torch.autograd.grad(_predicted_probability(logits).sum(), embeddings)
@@ -52,12 +52,12 @@ def leave_one_out_importance(
     score is then |p - p_empty|. All deletions of the batch run together, at most max_rows sequences (all of
     one length) per forward pass.
     """
-    _check_batch(tokens, mask)
+    check_batch(tokens, mask)
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     lengths = mask.sum(1)
     rows, positions = mask.nonzero(as_tuple=True)  # one deletion per real token, grouped by row
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         full = _probabilities(model, tokens, lengths, max_rows)
         deleted_tokens = _delete_one(tokens, rows, positions, lengths)
         deleted = _probabilities(model, deleted_tokens, lengths[rows] - 1, max_rows)
@@ -108,7 +108,7 @@ def _predicted_probability(logits: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _eval_mode(model: AttentionClassifier) -> Iterator[None]:
+def eval_mode(model: AttentionClassifier) -> Iterator[None]:
     """Run the model in eval mode, then restore its previous mode."""
     was_training = model.training
     model.eval()
@@ -118,7 +118,7 @@ def _eval_mode(model: AttentionClassifier) -> Iterator[None]:
         model.train(was_training)
 
 
-def _check_batch(tokens: torch.Tensor, mask: torch.Tensor) -> None:
+def check_batch(tokens: torch.Tensor, mask: torch.Tensor) -> None:
     """Raise ValueError unless tokens and mask are [B, T] with a boolean, left-aligned mask."""
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [B, T], got shape {tuple(tokens.shape)}")
