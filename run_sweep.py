@@ -14,8 +14,9 @@ from typing import NoReturn
 
 from sweep.config import ConfigError, load_config, load_preset, preset_names, with_overrides
 from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, resume_sweep, run_sweep
+from sweep.summary import tally
 from sweep.tracking import TrackingError
-from trainables.data import DataError
+from trainables.settings import DataError
 
 DEFAULT_PRESET = "sst"
 
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus-per-trial", type=float, help="GPUs each trial requests (fractions share a GPU)"
     )
     parser.add_argument(
+        "--shared-storage",
+        action="store_true",
+        default=None,
+        help="--storage-path is a mount every node of the cluster shares (NFS, EFS)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing experiment of the same name"
     )
     parser.add_argument(
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         storage_path=args.storage_path,
         address=args.address,
         overwrite=args.overwrite,
+        shared_storage=args.shared_storage,
     )
     try:
         if args.resume:
@@ -125,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run_sweep(with_overrides(config, **overrides), options)
     except (ConfigError, DataError, TrackingError) as error:
         parser.error(str(error))
-    counts = result.summary["status"].value_counts()
-    tally = ", ".join(
-        f"{counts.get(status, 0)} {status.lower()}" for status in ("FINISHED", "FAILED", "UNFINISHED")
-    )
-    print(f"\nSweep {result.name!r}: {len(result.summary)} trials: {tally}")
+    print(f"\nSweep {result.name!r}: {tally(result.summary)}")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
     print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")

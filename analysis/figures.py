@@ -1,7 +1,9 @@
 """The papers' figures from the per-instance artifacts, drawn on Agg canvases (no pyplot global state).
 
-- `density_figure`: per setting, the densities of the per-instance correlations of the three pairs, one
-  panel per measure (Neely & Schouten 2020, Figures 1 and 2).
+- `density_figure`: per setting, the densities of the per-instance correlations of every logged pair of
+  importance measures, one panel per statistic (Neely & Schouten 2020, Figures 1 and 2); with more than
+  three pairs (captum attributions enabled), attention's pairs and the others in two rows.
+- `agreement_figure`: per setting with attributions, the mean τ of every pair as a matrix of measures.
 - `counterfactual_figure`: per setting, Jain & Wallace (2019)'s adversarial max-JSD histogram per class,
   max JSD against max attention, and median output change under permutation against max attention.
 - `normalizer_figure`: per dataset and encoder, measures (rows) by attention × normalizer (columns).
@@ -20,7 +22,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.stats import gaussian_kde
 
-from analysis.names import CLASSES, MEASURES, PAIRS, PALETTE, SHORT_MEASURES, setting_name, setting_title
+from analysis.names import CLASSES, PALETTE, setting_name, setting_title, with_attention
+from trainables import registry
+from trainables.registry import Pair
 
 FORMATS = ("png", "svg", "pdf")
 TAU = np.linspace(-1, 1, 401)
@@ -28,8 +32,9 @@ TAU_TICKS = np.linspace(-1, 1, 5)
 TAU_BINS = np.linspace(-1, 1, 21)
 MIN_KDE_POINTS = 10  # fewer points: a density histogram instead of a kernel estimate
 JSD_MAX = math.log(2)  # JSD in nats is at most ln 2
-JSD_HIGH = 0.5
-DIFF_SMALL = 0.01
+JSD_HIGH = registry.JSD_HIGH
+DIFF_SMALL = registry.DIFF_SMALL
+STATISTICS = registry.STATISTICS
 DENSITY_LABEL = "probability density (per unit τ)"
 TAU_LABEL = "rank correlation τ (−1 to 1)"
 COUNTERFACTUAL_COLUMNS = ("adv_max_jsd", "adv_found", "max_attention", "perm_median_diff")
@@ -88,30 +93,72 @@ def draw_density(ax: Axes, values: np.ndarray, colour: str, label: str) -> None:
         ax.plot([], [], color=colour, label=f"{label} (no defined values)")
 
 
-def draw_measure(ax: Axes, instances: pd.DataFrame, measure: str) -> None:
-    """The three pairs' densities of one measure, overlaid."""
-    for pair, label in PAIRS.items():
-        draw_density(ax, instances[f"{measure}_{pair}"].to_numpy(float), PALETTE["pair"][pair], label)
+def draw_statistic(ax: Axes, instances: pd.DataFrame, statistic: str, pairs: tuple[Pair, ...]) -> None:
+    """The densities of one statistic for `pairs`, overlaid."""
+    for pair in pairs:
+        values = instances[f"{statistic}_{pair.name}"].to_numpy(float)
+        draw_density(ax, values, PALETTE["pair"][pair.name], pair.label)
     ax.axvline(0, color="0.5", lw=0.8, ls=":")
     ax.set_xlim(-1, 1)
     ax.set_xticks(TAU_TICKS)
     ax.grid(alpha=0.3)
 
 
+def pair_rows(pairs: tuple[Pair, ...]) -> list[tuple[str, tuple[Pair, ...]]]:
+    """The pairs in one row, or, when there are more than three, attention's pairs and the others."""
+    if len(pairs) <= 3:
+        return [("", pairs)]
+    attention = tuple(pair for pair in pairs if pair.first.name == "attention")
+    others = tuple(pair for pair in pairs if pair.first.name != "attention")
+    return [("attention vs importance measures: ", attention), ("between importance measures: ", others)]
+
+
 def density_figure(instances: pd.DataFrame, setting: dict) -> Figure:
-    """One panel per measure, the three pairs overlaid (Neely & Schouten 2020, Figures 1 and 2)."""
-    figure = new_figure(15, 4.8)
-    axes = figure.subplots(1, len(MEASURES), sharex=True)
-    for ax, (measure, title) in zip(axes, MEASURES.items(), strict=True):
-        draw_measure(ax, instances, measure)
-        ax.set_title(title)
-        ax.set_xlabel(TAU_LABEL)
-        ax.set_ylabel(DENSITY_LABEL)
-        ax.legend(fontsize="small", loc="upper left")
-        ax.set_ylim(bottom=0)
+    """One panel per statistic, the logged pairs overlaid (Neely & Schouten 2020, Figures 1 and 2)."""
+    rows = pair_rows(registry.logged_pairs(instances.columns))
+    figure = new_figure(15, 4.8 * len(rows))
+    axes = figure.subplots(len(rows), len(STATISTICS), sharex=True, squeeze=False)
+    for (title, pairs), row in zip(rows, axes, strict=True):
+        for ax, statistic in zip(row, STATISTICS, strict=True):
+            draw_statistic(ax, instances, statistic.name, pairs)
+            ax.set_title(title + statistic.label, fontsize="medium")
+            ax.set_xlabel(TAU_LABEL)
+            ax.set_ylabel(DENSITY_LABEL)
+            ax.legend(fontsize="small", loc="upper left")
+            ax.set_ylim(bottom=0)
     figure.suptitle(
         f"How far importance rankings agree: {setting_title(setting)}\n"
         f"per-instance τ over {len(instances)} test instances ({seeds_text(instances)})"
+    )
+    return figure
+
+
+def agreement_figure(instances: pd.DataFrame, setting: dict) -> Figure:
+    """Per statistic, a measures × measures matrix of the mean per-instance τ of every logged pair."""
+    pairs = registry.logged_pairs(instances.columns)
+    measures = list(dict.fromkeys(m for pair in pairs for m in (pair.first, pair.second)))
+    index = {measure.name: i for i, measure in enumerate(measures)}
+    figure = new_figure(5.2 * len(STATISTICS) + 1, 5.2)
+    axes = figure.subplots(1, len(STATISTICS))
+    for ax, statistic in zip(axes, STATISTICS, strict=True):
+        matrix = np.full((len(measures), len(measures)), np.nan)
+        np.fill_diagonal(matrix, 1.0)
+        for pair in pairs:
+            mean = float(np.nanmean(instances[f"{statistic.name}_{pair.name}"].to_numpy(float)))
+            i, j = index[pair.first.name], index[pair.second.name]
+            matrix[i, j] = matrix[j, i] = mean
+        image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+        for (i, j), value in np.ndenumerate(matrix):
+            if i != j:
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="small")
+        labels = [measure.label for measure in measures]
+        ax.set_xticks(range(len(measures)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(measures)), labels)
+        ax.set_title(f"mean {statistic.short_label}")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="mean per-instance τ (−1 to 1)")
+    figure.suptitle(
+        f"Agreement between every pair of importance measures: {setting_title(setting)}\n"
+        f"{len(instances)} test instances ({seeds_text(instances)})"
     )
     return figure
 
@@ -183,11 +230,12 @@ def counterfactual_figure(instances: pd.DataFrame, setting: dict) -> Figure:
 def normalizer_figure(instances: pd.DataFrame, columns: list[dict]) -> Figure:
     """Measures (rows) by settings (columns, e.g. attention × normalizer of one dataset), pairs overlaid;
     shared axes per row so the normalizers compare at a glance. Settings without instances say so."""
-    figure = new_figure(max(3.9 * len(columns) + 1.2, 9), 3.2 * len(MEASURES) + 1.4)
-    axes = figure.subplots(len(MEASURES), len(columns), sharex=True, sharey="row", squeeze=False)
+    pairs = with_attention(registry.logged_pairs(instances.columns))
+    figure = new_figure(max(3.9 * len(columns) + 1.2, 9), 3.2 * len(STATISTICS) + 1.4)
+    axes = figure.subplots(len(STATISTICS), len(columns), sharex=True, sharey="row", squeeze=False)
     for column, setting in enumerate(columns):
         part = select(instances, setting)
-        for row, measure in enumerate(MEASURES):
+        for row, statistic in enumerate(STATISTICS):
             ax = axes[row, column]
             if part.empty:
                 ax.text(
@@ -201,10 +249,10 @@ def normalizer_figure(instances: pd.DataFrame, columns: list[dict]) -> Figure:
                 )
                 ax.set_xlim(-1, 1)
             else:
-                draw_measure(ax, part, measure)
+                draw_statistic(ax, part, statistic.name, pairs)
             if column == 0:
-                ax.set_ylabel(f"{SHORT_MEASURES[measure]}\n{DENSITY_LABEL}")
-            if row == len(MEASURES) - 1:
+                ax.set_ylabel(f"{statistic.short_label}\n{DENSITY_LABEL}")
+            if row == len(STATISTICS) - 1:
                 ax.set_xlabel(TAU_LABEL)
         top = axes[0, column]
         colour = PALETTE["normalizer"].get(setting["normalizer"], "black")
@@ -240,6 +288,8 @@ def write_figures(instances: pd.DataFrame, settings: pd.DataFrame, folder: Path)
             continue
         name = setting_name(setting)
         paths += save(density_figure(part, setting), folder / f"density_{name}")
+        if len(registry.logged_pairs(part.columns)) > 3:
+            paths += save(agreement_figure(part, setting), folder / f"agreement_{name}")
         if has_counterfactual(part):
             paths += save(counterfactual_figure(part, setting), folder / f"counterfactual_{name}")
     for (dataset, encoder), group in settings.groupby(["dataset", "encoder"], sort=False):

@@ -6,7 +6,6 @@ columns are their `instances.parquet` artifacts. Errors are one-line `AnalysisEr
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -17,30 +16,23 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from sweep.tracking import TrackingError, check_reachable, normalize_uri
-from trainables.tracking import AXES
+from sweep import environment
+from sweep.tracking import TrackingError, all_runs, check_reachable, default_tracking_uri, normalize_uri
+from trainables.settings import AXES
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "start_time", *AXES]
 INSTANCES_ARTIFACT = "instances.parquet"
-PAGE_SIZE = 1000
 
 
 class AnalysisError(ValueError):
     """The experiment cannot be analysed: its store is unreachable, or it is unknown or empty."""
 
 
-def default_tracking_uri() -> str:
-    """The store `run_sweep.py` logs to by default (imported lazily: `sweep.runner` loads torch)."""
-    from sweep.runner import DEFAULT_OUTPUT_DIR
-    from sweep.tracking import default_tracking_uri as sweep_default
-
-    return sweep_default(DEFAULT_OUTPUT_DIR)
-
-
 def connect(tracking_uri: str | None = None) -> MlflowClient:
     """A client for an existing store; a local database or folder that is not there is an error, not
     created empty (as MLflow would)."""
     uri = normalize_uri(tracking_uri) if tracking_uri else default_tracking_uri()
+    environment.set_up(uri, ray=False)
     parsed = urlparse(uri)
     local = {"sqlite": Path(uri.removeprefix("sqlite:///")), "file": Path(parsed.path)}.get(parsed.scheme)
     if local is not None and uri != "sqlite://" and not local.exists():
@@ -62,15 +54,7 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 def fetch_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
     """One row per trial (its latest run when a trial was logged more than once), sorted by the axes."""
-    experiment_key = experiment_id(client, experiment)
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_key], max_results=PAGE_SIZE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    runs = all_runs(client, experiment_id(client, experiment))
     rows = [row for row in map(_run_row, runs) if row is not None]
     if not rows:
         raise AnalysisError(f"experiment {experiment!r} at {client.tracking_uri} has no trial runs")
@@ -106,7 +90,6 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 def fetch_instances(client: MlflowClient, runs: pd.DataFrame) -> pd.DataFrame:
     """The `instances.parquet` of every finished run, with its run id and axes in front."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parts = []
     with tempfile.TemporaryDirectory() as folder:
         for run in finished(runs).itertuples():

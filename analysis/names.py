@@ -1,31 +1,28 @@
-"""Human-readable names and the one colour palette shared by every table and figure."""
+"""Names for people and the one colour palette shared by every table and figure, from the registry."""
 
 from __future__ import annotations
 
-from trainables.tracking import AXES
+from trainables import registry
+from trainables.registry import Pair
+from trainables.settings import AXES
 
 SETTING = AXES[:-1]  # the grid axes but the seed: a setting's results are averaged over its seeds
-
-PAIRS = {
-    "attn_grad": "attention vs gradient",
-    "attn_loo": "attention vs leave-one-out",
-    "grad_loo": "gradient vs leave-one-out",
-}
-MEASURES = {
-    "kendall": "Kendall τ (all tokens)",
-    "topk_avg": "top-k Kendall τ, k = mean test length",
-    "topk_nz": "top-k Kendall τ, k = non-zero attention weights",
-}
-SHORT_MEASURES = {
-    "kendall": "Kendall τ",
-    "topk_avg": "top-k τ, k = mean length",
-    "topk_nz": "top-k τ, k = non-zero",
-}
-CLASSES = {"all": "all", "0": "negative (0)", "1": "positive (1)"}
+CLASSES = registry.CLASSES
 
 # Okabe-Ito / Tol colours: distinguishable with colour-blindness, and no colour means two things at once.
+BASE_PAIR_COLOURS = ("#0072B2", "#E69F00", "#009E73")  # attn_grad, attn_loo, grad_loo
+EXTRA_PAIR_COLOURS = (
+    "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#AA4499", "#44AA99",
+    "#DDCC77", "#117733", "#661100", "#6699CC", "#888888", "#332288",
+)  # fmt: skip
 PALETTE = {
-    "pair": {"attn_grad": "#0072B2", "attn_loo": "#E69F00", "grad_loo": "#009E73"},
+    "pair": dict(
+        zip(
+            (pair.name for pair in registry.ALL_PAIRS),
+            BASE_PAIR_COLOURS + EXTRA_PAIR_COLOURS,
+            strict=True,
+        )
+    ),
     "normalizer": {
         "softmax": "#882255",
         "sparsemax": "#332288",
@@ -36,6 +33,11 @@ PALETTE = {
     "class": {"0": "#D55E00", "1": "#56B4E9"},
     "infeasible": "#7F7F7F",
 }
+
+
+def with_attention(pairs: tuple[Pair, ...]) -> tuple[Pair, ...]:
+    """The pairs that compare attention with a measure, and gradient vs LOO (the papers' reference)."""
+    return tuple(pair for pair in pairs if pair.first.name == "attention" or pair.name == "grad_loo")
 
 
 def setting_name(setting: dict) -> str:

@@ -14,12 +14,11 @@ from analysis.load import connect, fetch_instances, fetch_runs
 from analysis.markup import to_latex, to_markdown
 from analysis.replication import comparison, comparison_text
 from analysis.tables import MISSING, TABLES, build
+from sweep.tracking import DEFAULT_OUTPUT_DIR
 
 
 def default_out_dir() -> Path:
-    """`outputs/analysis` beside run_sweep's outputs (imported lazily: `sweep.runner` loads torch)."""
-    from sweep.runner import DEFAULT_OUTPUT_DIR
-
+    """`outputs/analysis` beside run_sweep's outputs."""
     return DEFAULT_OUTPUT_DIR / "analysis"
 
 
@@ -45,7 +44,9 @@ def write_tables(runs: pd.DataFrame, folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     markdown = {}
     for make in TABLES:
-        spec = make()
+        spec = make(runs)
+        if not spec.cells:
+            continue
         long, wide = build(spec, runs)
         caption = spec.caption + caption_note(runs)
         long.to_csv(folder / f"{spec.name}.csv", index=False)

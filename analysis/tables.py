@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.aggregate import SUMMARY_COLUMNS, axis_values, seed_summary
-from analysis.names import CLASSES, PAIRS, SETTING
+from analysis.names import CLASSES, SETTING
+from trainables import registry
+from trainables.registry import correlation_metric as metric
 
 MISSING = "—"
 
@@ -39,38 +41,43 @@ class TableSpec:
     normalizers: tuple[str, ...] | None = None  # keep only these normalizers' settings
 
 
-def table1_kendall() -> TableSpec:
+def table1_kendall(runs: pd.DataFrame) -> TableSpec:
     """Neely & Schouten (2020) Table 1 (after Jain & Wallace 2019 Table 2): softmax attention only."""
     cells = []
     for pair, importance in (("attn_grad", "gradient"), ("attn_loo", "leave-one-out")):
         for label in ("0", "1"):
-            prefix = f"kendall/{pair}/{label}"
             labels = (importance, CLASSES[label])
-            cells.append(Cell(f"{prefix}/mean", (*labels, "τ mean ± std"), f"{prefix}/std"))
-            cells.append(Cell(f"{prefix}/sig_frac", (*labels, "sig. frac.")))
+            cells.append(
+                Cell(
+                    metric("kendall", pair, label, "mean"),
+                    (*labels, "τ mean ± std"),
+                    metric("kendall", pair, label, "std"),
+                )
+            )
+            cells.append(Cell(metric("kendall", pair, label, "sig_frac"), (*labels, "sig. frac.")))
     return TableSpec(
         "table1_kendall_softmax",
         "Kendall τ between softmax attention and gradient or leave-one-out importance, per true class: "
-        "mean ± std over test instances, and the fraction of instances whose τ is significant (p < 0.05). "
-        "After Neely & Schouten (2020), Table 1.",
+        "mean ± std over test instances, and the fraction of instances whose τ is significant (p < "
+        f"{registry.SIGNIFICANCE}). After Neely & Schouten (2020), Table 1.",
         ("importance", "class", "statistic"),
         tuple(cells),
         normalizers=("softmax",),
     )
 
 
-def table2_topk() -> TableSpec:
-    """Neely & Schouten (2020) Table 2: top-k τ for softmax and sparsemax."""
+def table2_topk(runs: pd.DataFrame) -> TableSpec:
+    """Neely & Schouten (2020) Table 2: top-k τ of every logged pair, for every normalizer."""
     k_labels = {"topk_avg": "k = mean length", "topk_nz": "k = non-zero"}
     cells = [
         Cell(
-            f"{measure}/{pair}/{label}/mean",
-            (CLASSES[label], k, PAIRS[pair]),
-            f"{measure}/{pair}/{label}/std",
+            metric(statistic, pair.name, label, "mean"),
+            (CLASSES[label], k, pair.label),
+            metric(statistic, pair.name, label, "std"),
         )
         for label in ("0", "1")
-        for measure, k in k_labels.items()
-        for pair in PAIRS
+        for statistic, k in k_labels.items()
+        for pair in registry.logged_pairs(runs.columns)
     ]
     return TableSpec(
         "table2_topk",
@@ -83,25 +90,36 @@ def table2_topk() -> TableSpec:
     )
 
 
-def counterfactual() -> TableSpec:
+def agreement(runs: pd.DataFrame) -> TableSpec:
+    """Kendall τ of every logged pair of measures over all test instances: with attributions enabled,
+    how attention compares with Integrated Gradients, DeepLIFT and LIME, and how they compare with each
+    other."""
+    cells = []
+    for pair in registry.logged_pairs(runs.columns):
+        cells.append(
+            Cell(
+                metric("kendall", pair.name, "all", "mean"),
+                (pair.label, "τ mean ± std"),
+                metric("kendall", pair.name, "all", "std"),
+            )
+        )
+        cells.append(Cell(metric("kendall", pair.name, "all", "sig_frac"), (pair.label, "sig. frac.")))
+    return TableSpec(
+        "agreement_all_pairs",
+        "Kendall τ between every pair of importance measures the trials computed, over all test "
+        "instances: mean ± std, and the fraction of instances whose τ is significant "
+        f"(p < {registry.SIGNIFICANCE}).",
+        ("pair", "statistic"),
+        tuple(cells),
+    )
+
+
+def counterfactual(runs: pd.DataFrame) -> TableSpec:
     """Jain & Wallace (2019) adversarial attention and permutation summaries."""
-    stats = {
-        "adversarial": {
-            "jsd_mean": "max JSD mean",
-            "jsd_median": "max JSD median",
-            "frac_jsd_ge_05": "frac. JSD ≥ 0.5",
-            "frac_infeasible": "frac. infeasible",
-        },
-        "permutation": {
-            "diff_mean": "output change mean",
-            "diff_median": "output change median",
-            "frac_diff_lt_001": "frac. change < 0.01",
-        },
-    }
     cells = [
         Cell(f"{search}/{label}/{stat}", (CLASSES[label], search, text))
         for label in CLASSES
-        for search, names in stats.items()
+        for search, names in registry.COUNTERFACTUAL_SUMMARIES.items()
         for stat, text in names.items()
     ]
     return TableSpec(
@@ -109,36 +127,29 @@ def counterfactual() -> TableSpec:
         "Counterfactual attention per true class (Jain & Wallace 2019). Adversarial: the largest "
         "Jensen-Shannon divergence (nats, at most ln 2) from the original attention of an attention "
         "distribution that changes the output probability by less than ε, and the fractions of instances "
-        "with JSD ≥ 0.5 and with no such adversary (counted as JSD 0). Permutation: the median absolute "
-        "change of the output probability when the attention weights are shuffled, and the fraction of "
-        "instances where it is below 0.01.",
+        f"with JSD ≥ {registry.JSD_HIGH} and with no such adversary (counted as JSD 0). Permutation: the "
+        "median absolute change of the output probability when the attention weights are shuffled, and "
+        f"the fraction of instances where it is below {registry.DIFF_SMALL}.",
         ("class", "search", "statistic"),
         tuple(cells),
         row_levels=("class",),
     )
 
 
-def model_quality() -> TableSpec:
+def model_quality(runs: pd.DataFrame) -> TableSpec:
     """Test-set accuracy, macro F1 and AUC."""
     names = {"test/accuracy": "accuracy", "test/f1": "F1 (macro)", "test/auc": "AUC"}
     return TableSpec(
         "model_quality",
         "Test-set classification with the weights of the best validation AUC.",
         ("statistic",),
-        tuple(Cell(metric, (text,)) for metric, text in names.items()),
+        tuple(Cell(name, (text,)) for name, text in names.items()),
     )
 
 
-def timing() -> TableSpec:
-    """Wall seconds of each phase of a trial, as the trial measured them."""
-    phases = {
-        "train": "training",
-        "gradient": "gradient",
-        "loo": "leave-one-out",
-        "correlation": "correlations",
-        "adversarial": "adversarial search",
-        "permutation": "permutation",
-    }
+def timing(runs: pd.DataFrame) -> TableSpec:
+    """Wall seconds of each phase the trials timed (the registry's phases, attributions included)."""
+    phases = {phase: text for phase, text in registry.PHASES.items() if f"time/{phase}_s" in runs.columns}
     return TableSpec(
         "timing",
         "Wall-clock seconds per trial phase on the machine that ran the sweep (training: all epochs).",
@@ -147,7 +158,7 @@ def timing() -> TableSpec:
     )
 
 
-TABLES = (table1_kendall, table2_topk, counterfactual, model_quality, timing)
+TABLES = (table1_kendall, table2_topk, agreement, counterfactual, model_quality, timing)
 
 
 def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,46 +1,39 @@
-"""Sweep definitions: a YAML file of grid axes and settings, validated before Ray starts.
+"""Sweep definitions: a YAML file of grid axes, trial settings and resources, validated before Ray starts.
 
-A sweep YAML has the sections `name`, `description`, `grid` (the axes; every combination is one trial)
-and the settings sections below. Unknown keys, unknown axis values and wrong types raise `ConfigError`
-with one line naming the bad value and what is allowed. A setting typed `tuple[X, ...]` is a YAML list
-(a single value counts as a one-item list); its items are checked like scalars and must not repeat.
+A sweep YAML has the sections `name`, `description`, `grid` (the axes; every combination is one trial),
+the trial's settings sections (`trainables.settings`: data, train, explain, counterfactual) and
+`resources` (what each trial asks Ray for). Validation is `trainables.settings`'s: one-line
+`ConfigError`s naming the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trainables.attributions import METHODS as ATTRIBUTION_METHODS
-from trainables.data import DATASETS
-from trainables.model import ATTENTIONS, ENCODERS, NORMALIZERS
+from trainables.settings import (
+    AXES,
+    TRIAL_SECTIONS,
+    ConfigError,
+    CounterfactualSettings,
+    DataSettings,
+    ExplainSettings,
+    TrainSettings,
+    build_section,
+    check_axis_value,
+    non_negative,
+    positive,
+)
+
+__all__ = ["ConfigError", "Grid", "ResourceSettings", "SweepConfig", "load_config", "load_preset"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
-
-
-class ConfigError(ValueError):
-    """An invalid sweep definition or override."""
-
-
-def positive(**kwargs: Any) -> Any:
-    """A dataclass field that must be > 0."""
-    return field(metadata={"positive": True}, **kwargs)
-
-
-def non_negative(**kwargs: Any) -> Any:
-    """A dataclass field that must be >= 0."""
-    return field(metadata={"non_negative": True}, **kwargs)
-
-
-def one_of(choices: tuple[str, ...], **kwargs: Any) -> Any:
-    """A dataclass field whose value (or, for a tuple field, every item) must be one of `choices`."""
-    return field(metadata={"choices": choices}, **kwargs)
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # no separators, no leading dot, no '..' alone
 
 
 @dataclass(frozen=True)
@@ -55,71 +48,10 @@ class Grid:
 
     @property
     def size(self) -> int:
-        return (
-            len(self.dataset)
-            * len(self.encoder)
-            * len(self.attention)
-            * len(self.normalizer)
-            * len(self.seed)
-        )
-
-
-ALLOWED_AXIS_VALUES: dict[str, tuple[str, ...]] = {
-    "dataset": tuple(DATASETS),
-    "encoder": ENCODERS,
-    "attention": ATTENTIONS,
-    "normalizer": NORMALIZERS,
-}
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    """Dataset preparation shared by every trial (see trainables.data.prepare)."""
-
-    max_examples: int | None = positive(default=None)  # cap per split, seeded sample (smoke tests)
-    split_seed: int = 0  # seeds the IMDB dev split and test sample; fixed so all trials share the data
-    max_tokens: int | None = positive(default=None)  # override the dataset's length filter (e.g. 100)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Model size and optimisation, defaults from Jain & Wallace (2019)."""
-
-    embed_dim: int = positive(default=300)
-    hidden_size: int = positive(default=128)
-    vectors: str | None = None  # optional pretrained `.vec` file; random init otherwise
-    batch_size: int = positive(default=32)
-    lr: float = positive(default=1e-3)
-    weight_decay: float = non_negative(default=1e-5)
-    max_epochs: int = positive(default=40)
-    patience: int = positive(default=10)  # epochs without a better validation AUC before stopping
-
-
-@dataclass(frozen=True)
-class ExplainSettings:
-    """Feature importance and correlations on the test set (always computed: the point of every trial)."""
-
-    batch_size: int = positive(default=256)  # instances per gradient / LOO / attribution batch
-    loo_max_rows: int = positive(default=256)  # deleted sequences per LOO forward pass (256 fastest on 1 CPU)
-    # captum attributions beyond gradient and LOO (trainables/attributions.py); none by default, slow
-    attributions: tuple[str, ...] = one_of(ATTRIBUTION_METHODS, default=())
-    ig_steps: int = positive(default=50)  # Integrated Gradients path points (captum's default)
-    lime_samples: int = positive(default=500)  # LIME perturbations per instance
-    internal_batch_size: int = positive(default=256)  # rows per forward pass of the attribution methods
-
-
-@dataclass(frozen=True)
-class CounterfactualSettings:
-    """Jain & Wallace's adversarial attention search and attention permutation."""
-
-    enabled: bool = True
-    adversaries: int = positive(default=5)
-    steps: int = positive(default=500)
-    epsilon: float = positive(default=0.01)
-    penalty: float = positive(default=500.0)
-    lr: float = positive(default=0.01)
-    permutations: int = positive(default=100)
-    batch_size: int = positive(default=256)
+        size = 1
+        for axis in AXES:
+            size *= len(getattr(self, axis))
+        return size
 
 
 @dataclass(frozen=True)
@@ -132,24 +64,7 @@ class ResourceSettings:
     max_failures: int = non_negative(default=2)  # retries of a raising trial, from its last checkpoint
 
 
-@dataclass(frozen=True)
-class FaultSettings:
-    """Deliberate failures, used only by the tests of retries and failure reporting."""
-
-    fail_after_epoch: int | None = (
-        None  # every trial raises once, after this epoch's checkpoint, then recovers
-    )
-    fail_trial: str | None = None  # the trial with this run name raises at every attempt
-
-
-SECTIONS: dict[str, type] = {
-    "data": DataSettings,
-    "train": TrainSettings,
-    "explain": ExplainSettings,
-    "counterfactual": CounterfactualSettings,
-    "resources": ResourceSettings,
-    "faults": FaultSettings,
-}
+SECTIONS: dict[str, type] = {**TRIAL_SECTIONS, "resources": ResourceSettings}
 
 
 @dataclass(frozen=True)
@@ -159,108 +74,50 @@ class SweepConfig:
     name: str
     description: str = ""
     grid: Grid = Grid()
-    data: DataSettings = DataSettings()
-    train: TrainSettings = TrainSettings()
-    explain: ExplainSettings = ExplainSettings()
-    counterfactual: CounterfactualSettings = CounterfactualSettings()
+    data: DataSettings = field(default_factory=DataSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    explain: ExplainSettings = field(default_factory=ExplainSettings)
+    counterfactual: CounterfactualSettings = field(default_factory=CounterfactualSettings)
     resources: ResourceSettings = ResourceSettings()
-    faults: FaultSettings = FaultSettings()
 
-    def settings(self) -> dict[str, dict[str, Any]]:
-        """The settings sections as plain dicts, the part of every trial's config outside the grid."""
-        return {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+    def trial_settings(self) -> dict[str, dict[str, Any]]:
+        """The trial's settings sections as plain dicts, the part of every trial's config outside the grid."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in TRIAL_SECTIONS}
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML-shaped dict that `parse_config` turns back into this config."""
         grid = {axis: list(values) for axis, values in dataclasses.asdict(self.grid).items()}
-        return {"name": self.name, "description": self.description, "grid": grid, **self.settings()}
-
-
-def _check_value(where: str, value: Any, annotation: Any, meta: typing.Mapping) -> Any:
-    """Validate one value against its type annotation; ints are accepted where floats are expected."""
-    if typing.get_origin(annotation) is tuple:
-        return _check_items(where, value, annotation, meta)
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ConfigError(f"{where}: null is not allowed; expected {_type_names(allowed)}")
-    for kind in allowed:
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-            break
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            break
-        if kind in (str, bool) and isinstance(value, kind):
-            break
-    else:
-        raise ConfigError(f"{where}: {value!r} is a {type(value).__name__}; expected {_type_names(allowed)}")
-    if meta.get("positive") and value <= 0:
-        raise ConfigError(f"{where}: {value!r} must be > 0")
-    if meta.get("non_negative") and value < 0:
-        raise ConfigError(f"{where}: {value!r} must be >= 0")
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{where}: unknown value {value!r}; allowed: {', '.join(choices)}")
-    return value
-
-
-def _check_items(where: str, value: Any, annotation: Any, meta: typing.Mapping) -> tuple:
-    """Validate a list (or one value, read as a one-item list) against `tuple[X, ...]`; return a tuple."""
-    kind, ellipsis = typing.get_args(annotation)
-    if ellipsis is not Ellipsis:
-        raise TypeError(f"{where}: only tuple[X, ...] settings are supported, not {annotation}")
-    if value is None:
-        raise ConfigError(f"{where}: null is not allowed; expected a list of {_type_names((kind,))}")
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    checked = tuple(_check_value(where, item, kind, meta) for item in items)
-    if len(set(checked)) != len(checked):
-        raise ConfigError(f"{where}: repeated value in {list(checked)!r}")
-    return checked
-
-
-def _type_names(kinds: tuple) -> str:
-    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-
-
-def _build_section(cls: type, values: Any, where: str) -> Any:
-    """A settings dataclass from a YAML mapping, rejecting unknown keys and bad types."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping of settings, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(fields)}")
-    return cls(
-        **{k: _check_value(f"{where}.{k}", v, hints[k], fields[k].metadata) for k, v in values.items()}
-    )
+        sections = {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+        return {"name": self.name, "description": self.description, "grid": grid, **sections}
 
 
 def _build_grid(values: Any) -> Grid:
     if not isinstance(values, dict):
         raise ConfigError(f"grid: expected a mapping of axes, got {values!r}")
-    axes = [f.name for f in dataclasses.fields(Grid)]
-    unknown = sorted(set(values) - set(axes))
+    unknown = sorted(set(values) - set(AXES))
     if unknown:
-        raise ConfigError(f"grid: unknown axis {unknown[0]!r}; allowed: {', '.join(axes)}")
+        raise ConfigError(f"grid: unknown axis {unknown[0]!r}; allowed: {', '.join(AXES)}")
     built = {}
     for axis, raw in values.items():
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise ConfigError(f"grid.{axis}: empty list; give at least one value")
         for item in items:
-            if axis == "seed":
-                if not isinstance(item, int) or isinstance(item, bool):
-                    raise ConfigError(f"grid.seed: {item!r} is not an integer")
-            elif item not in ALLOWED_AXIS_VALUES[axis]:
-                raise ConfigError(
-                    f"grid.{axis}: unknown value {item!r}; allowed: {', '.join(ALLOWED_AXIS_VALUES[axis])}"
-                )
+            check_axis_value(axis, item)
         if len(set(items)) != len(items):
             raise ConfigError(f"grid.{axis}: repeated value in {items!r}")
         built[axis] = tuple(items)
     return Grid(**built)
+
+
+def check_name(name: Any, source: str) -> str:
+    """`name` if it is one safe path component: it names the sweep's results folder and MLflow experiment."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{source}: name {name!r} is not allowed; use letters, digits, '_', '-' and '.' "
+            "(not first), at most 100 characters"
+        )
+    return name
 
 
 def parse_config(raw: Any, source: str) -> SweepConfig:
@@ -271,10 +128,8 @@ def parse_config(raw: Any, source: str) -> SweepConfig:
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"{source}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        raise ConfigError(f"{source}: name must be a non-empty string without '/', got {name!r}")
-    sections = {key: _build_section(cls, raw[key], key) for key, cls in SECTIONS.items() if key in raw}
+    name = check_name(raw.get("name"), source)
+    sections = {key: build_section(cls, raw[key], key) for key, cls in SECTIONS.items() if key in raw}
     grid = _build_grid(raw["grid"]) if "grid" in raw else Grid()
     return SweepConfig(name=name, description=str(raw.get("description", "")), grid=grid, **sections)
 
@@ -316,7 +171,7 @@ def with_overrides(
 ) -> SweepConfig:
     """Command-line overrides, validated like the YAML values they replace."""
     raw = config.to_dict()
-    raw["name"] = name or config.name
+    raw["name"] = config.name if name is None else name
     if seeds is not None:
         raw["grid"]["seed"] = seeds
     for section, key, value in (

@@ -1,37 +1,46 @@
-"""Run or resume a sweep: prepare data and MLflow in the driver, then one Ray Tune trial per grid point."""
+"""Run or resume a sweep: prepare data and MLflow in the driver, then one Ray Tune trial per grid point.
+
+`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad), then hand the
+trials to `fit`, which owns the Ray instance. The pieces live beside this module: `environment`
+(variables), `tracking` (MLflow), `storage` (the sweep's files), `summary` (the final table).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from sweep import environment, storage
 from sweep.cluster import check_shared_storage
 from sweep.config import ConfigError, SweepConfig, parse_config
+from sweep.summary import summarize
 from sweep.tracking import (
+    DEFAULT_OUTPUT_DIR,
     check_reachable,
     default_tracking_uri,
+    delete_runs,
     ensure_experiment,
     is_local_store,
+    mark_stopped_runs,
     normalize_uri,
 )
-from trainables.data import PreparedDataset, prepare
-from trainables.tracking import AXES, run_name
+from trainables.settings import AXES, run_name
+
+if TYPE_CHECKING:
+    from ray import tune
+
+    from trainables.data import PreparedDataset
+    from trainables.trial import TrialHooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
 SWEEP_FILE = "ane_sweep.json"  # beside Ray's experiment state: what `--resume` needs to rebuild the trainable
-SUMMARY_COLUMNS = ["trial", "status", "epochs_trained", "test_accuracy", "test_auc", "error"]
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @dataclass
@@ -44,22 +53,18 @@ class SweepOptions:
     storage_path: str | None = None  # Ray results; default <output_dir>/ray_results
     address: str | None = None  # an existing Ray cluster; None starts a local one
     overwrite: bool = False
-    shared_storage: bool | None = (
-        None  # storage_path is a mount all nodes share (NFS); None: see sweep.cluster
-    )
+    shared_storage: bool | None = None  # storage_path is a mount all nodes share (NFS); see sweep.cluster
 
-    @property
     def resolved_tracking_uri(self) -> str:
-        return (
-            normalize_uri(self.tracking_uri) if self.tracking_uri else default_tracking_uri(self.output_dir)
-        )
+        if self.tracking_uri:
+            return normalize_uri(self.tracking_uri)
+        return default_tracking_uri(self.output_dir)
 
-    @property
     def resolved_storage_path(self) -> str:
-        storage = self.storage_path or str((self.output_dir / "ray_results").resolve())
-        if "://" not in storage and not Path(storage).is_absolute():
-            raise ConfigError(f"storage path {storage!r} must be absolute or a URI (s3://, gs://)")
-        return storage.rstrip("/")
+        location = self.storage_path or str((self.output_dir / "ray_results").resolve())
+        if not storage.is_uri(location) and not Path(location).is_absolute():
+            raise ConfigError(f"storage path {location!r} must be absolute or a URI (s3://, gs://)")
+        return location.rstrip("/")
 
 
 @dataclass
@@ -77,8 +82,20 @@ class SweepResult:
         return int((self.summary["status"] != "FINISHED").sum())
 
 
+@dataclass
+class Experiment:
+    """An MLflow experiment opened for a sweep, with the variables its trials need."""
+
+    client: MlflowClient
+    experiment_id: str
+    uri: str
+    variables: dict[str, str]
+
+
 def prepare_datasets(config: SweepConfig, data_dir: Path | None) -> dict[str, PreparedDataset]:
     """Every dataset of the grid, loaded and indexed once, shared by all trials."""
+    from trainables.data import prepare
+
     settings = config.data
     return {
         name: prepare(name, data_dir, settings.max_examples, settings.split_seed, settings.max_tokens)
@@ -86,51 +103,59 @@ def prepare_datasets(config: SweepConfig, data_dir: Path | None) -> dict[str, Pr
     }
 
 
-def param_space(config: SweepConfig, tracking: dict[str, str]) -> dict:
+def open_experiment(name: str, options: SweepOptions) -> Experiment:
+    """Set up the environment, then the MLflow client and experiment, creating a local store if needed."""
+    uri = options.resolved_tracking_uri()
+    variables = environment.set_up(uri)
+    local = is_local_store(uri)
+    if local:
+        options.output_dir.mkdir(parents=True, exist_ok=True)
+    client = check_reachable(uri)
+    experiment_id = ensure_experiment(client, name, options.output_dir / "mlartifacts" if local else None)
+    return Experiment(client, experiment_id, uri, variables)
+
+
+def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | None = None) -> SweepResult:
+    """Start a new sweep: validate inputs (writing nothing if any is bad), then run every trial.
+
+    `hooks` reach every trial (tests use them to make trials fail on purpose).
+    """
     from ray import tune
 
-    grid = {axis: tune.grid_search(list(getattr(config.grid, axis))) for axis in AXES}
-    return {**grid, **config.settings(), "tracking": tracking}
-
-
-def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
-    """Start a new sweep: validate inputs (writing nothing if any is bad), then run every trial."""
-    from ray import tune
-
-    experiment_dir = f"{options.resolved_storage_path}/{config.name}"
-    exists = (
-        Path(experiment_dir).exists()
-        if "://" not in experiment_dir
-        else tune.Tuner.can_restore(experiment_dir)
-    )
+    results_root = options.resolved_storage_path()
+    experiment_dir = f"{results_root}/{config.name}"
+    exists = storage.exists(experiment_dir)
     if exists and not options.overwrite:
         raise ConfigError(
             f"experiment {config.name!r} already exists at {experiment_dir}; "
             f"pass --resume {config.name} to continue it or --overwrite to replace it"
         )
-    uri = options.resolved_tracking_uri
+    uri = options.resolved_tracking_uri()
     if not is_local_store(uri):
         check_reachable(uri)  # before the (possibly long) data preparation, and before writing anything
     datasets = prepare_datasets(config, options.data_dir)
-    client, experiment_id = open_experiment(uri, config.name, options)
-    if not exists and not options.overwrite and client.search_runs([experiment_id], max_results=1):
+    experiment = open_experiment(config.name, options)
+    if options.overwrite:
+        storage.remove_folder(results_root, config.name)
+        delete_runs(experiment.client, experiment.experiment_id)
+    elif experiment.client.search_runs([experiment.experiment_id], max_results=1):
         raise ConfigError(
             f"MLflow experiment {config.name!r} already has runs in {uri}; "
             "pass --overwrite to replace them or --name to pick another name"
         )
-    if exists or options.overwrite:
-        if "://" not in experiment_dir and Path(experiment_dir).exists():
-            shutil.rmtree(experiment_dir)
-        for run in client.search_runs([experiment_id]):
-            client.delete_run(run.info.run_id)
     saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
-    write_text(f"{experiment_dir}/{SWEEP_FILE}", json.dumps(saved, indent=2))
-    tracking = {"uri": uri, "experiment_id": experiment_id, "sweep": config.name}
+    storage.write_text(f"{experiment_dir}/{SWEEP_FILE}", json.dumps(saved, indent=2))
+    tracking = {"uri": experiment.uri, "experiment_id": experiment.experiment_id, "sweep": config.name}
+    param_space = {
+        **{axis: tune.grid_search(list(getattr(config.grid, axis))) for axis in AXES},
+        **config.trial_settings(),
+        "tracking": tracking,
+    }
 
     def make_tuner(trainable: Callable) -> tune.Tuner:
         return tune.Tuner(
             trainable,
-            param_space=param_space(config, tracking),
+            param_space=param_space,
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=config.resources.max_concurrent,
                 trial_name_creator=lambda trial: run_name(trial.config),
@@ -138,7 +163,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
             ),
             run_config=tune.RunConfig(
                 name=config.name,
-                storage_path=options.resolved_storage_path,
+                storage_path=results_root,
                 # two: after a SIGKILL the saved experiment state can point at the previous checkpoint
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
@@ -146,75 +171,56 @@ def run_sweep(config: SweepConfig, options: SweepOptions) -> SweepResult:
             ),
         )
 
-    summary = fit(make_tuner, config, datasets, options, client, experiment_id)
-    return SweepResult(config.name, summary, experiment_id, uri, experiment_dir)
+    summary = fit(make_tuner, config, datasets, options, experiment, hooks)
+    return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir)
 
 
 def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     """Continue an interrupted sweep: finished trials stay, the others continue from their checkpoints."""
     from ray import tune
 
-    experiment_dir = f"{options.resolved_storage_path}/{name}"
+    experiment_dir = f"{options.resolved_storage_path()}/{name}"
     sweep_file = f"{experiment_dir}/{SWEEP_FILE}"
-    saved_text = read_text(sweep_file)
+    saved_text = storage.read_text(sweep_file)
     if saved_text is None or not tune.Tuner.can_restore(experiment_dir):
         raise ConfigError(f"no experiment {name!r} to resume at {experiment_dir}; start it without --resume")
     saved = json.loads(saved_text)
     config = parse_config(saved["config"], sweep_file)
     data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
-    uri = options.resolved_tracking_uri
-    check_reachable(uri)
+    check_reachable(options.resolved_tracking_uri())
     datasets = prepare_datasets(config, data_dir)
-    client, experiment_id = open_experiment(uri, config.name, options)
+    experiment = open_experiment(config.name, options)
 
     def make_tuner(trainable: Callable) -> tune.Tuner:
         return tune.Tuner.restore(experiment_dir, trainable, resume_errored=True)
 
-    summary = fit(make_tuner, config, datasets, options, client, experiment_id)
-    return SweepResult(config.name, summary, experiment_id, uri, experiment_dir)
+    summary = fit(make_tuner, config, datasets, options, experiment)
+    return SweepResult(config.name, summary, experiment.experiment_id, experiment.uri, experiment_dir)
 
 
-def write_text(location: str, text: str) -> None:
-    """Write a small file to a local path or a storage URI (s3://, gs://), creating its folder."""
-    from pyarrow import fs
+def runtime_env(variables: dict[str, str]) -> dict:
+    """Ray runtime env for trial workers: the project importable, and the sweep's variables."""
+    return {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT), **variables}}
 
-    filesystem, path = fs.FileSystem.from_uri(
-        location if "://" in location else Path(location).resolve().as_uri()
+
+@contextmanager
+def ray_instance(address: str | None, variables: dict[str, str]) -> Iterator[None]:
+    """Connect to Ray for the block: the running instance if this process has one, else a new local
+    instance (or the cluster at `address`), shut down afterwards."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(
+        address=address or "local",  # never attach to another cluster unless asked to
+        include_dashboard=False,
+        runtime_env=runtime_env(variables),
     )
-    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(text.encode())
-
-
-def read_text(location: str) -> str | None:
-    """The text of a small file at a local path or storage URI, or None if there is none."""
-    from pyarrow import fs
-
-    filesystem, path = fs.FileSystem.from_uri(
-        location if "://" in location else Path(location).resolve().as_uri()
-    )
-    if filesystem.get_file_info(path).type != fs.FileType.File:
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode()
-
-
-def open_experiment(uri: str, name: str, options: SweepOptions) -> tuple[MlflowClient, str]:
-    """The MLflow client and experiment id, creating a local store and the experiment if needed."""
-    if is_local_store(uri):
-        options.output_dir.mkdir(parents=True, exist_ok=True)
-    client = check_reachable(uri)
-    artifact_root = options.output_dir / "mlartifacts" if is_local_store(uri) else None
-    return client, ensure_experiment(client, name, artifact_root)
-
-
-def runtime_env() -> dict:
-    """Ray runtime env for trial workers: the project importable, and the driver's MLflow/Ray switches."""
-    env = {"PYTHONPATH": str(PROJECT_ROOT)}
-    for name in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_DISABLE_TELEMETRY", "RAY_AUTH_MODE"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return {"env_vars": env}
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def fit(
@@ -222,57 +228,23 @@ def fit(
     config: SweepConfig,
     datasets: dict[str, PreparedDataset],
     options: SweepOptions,
-    client: MlflowClient,
-    experiment_id: str,
+    experiment: Experiment,
+    hooks: TrialHooks | None = None,
 ) -> pd.DataFrame:
-    """Run the tuner on a Ray instance (started here unless one is running) and summarise its trials.
-
-    Afterwards, runs still marked RUNNING belong to trials that were stopped (Ctrl-C, a killed worker):
-    they are marked KILLED, and a resume sets them RUNNING again.
-    """
-    import ray
+    """Run the tuner and summarise its trials; afterwards, runs of stopped trials are marked KILLED."""
     from ray import tune
 
     from trainables.trial import run_trial
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(
-            address=options.address or "local",  # never attach to another cluster unless asked to
-            include_dashboard=False,
-            runtime_env=runtime_env(),
-        )
-    try:
-        check_shared_storage(options.resolved_storage_path, options.address, shared=options.shared_storage)
-        resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
-        trainable = tune.with_resources(tune.with_parameters(run_trial, datasets=datasets), resources)
-        grid = make_tuner(trainable).fit()
-    finally:
-        for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-            client.set_terminated(run.info.run_id, status="KILLED")
-        if started_here:
-            ray.shutdown()
+    with ray_instance(options.address, experiment.variables):
+        try:
+            check_shared_storage(
+                options.resolved_storage_path(), options.address, shared=options.shared_storage
+            )
+            resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
+            parameters = {"datasets": datasets} if hooks is None else {"datasets": datasets, "hooks": hooks}
+            trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
+            grid = make_tuner(trainable).fit()
+        finally:
+            mark_stopped_runs(experiment.client, experiment.experiment_id)
     return summarize(grid)
-
-
-def summarize(grid) -> pd.DataFrame:
-    """One row per trial: its name, status, a few final metrics and the error if it failed."""
-    rows = []
-    for result in grid:
-        metrics = result.metrics or {}
-        config = result.config or metrics.get("config", {})
-        if "test/accuracy" in metrics and result.error is None:
-            status = "FINISHED"
-        else:
-            status = "FAILED" if result.error is not None else "UNFINISHED"  # stopped, e.g. by Ctrl-C
-        rows.append(
-            {
-                "trial": run_name(config),
-                "status": status,
-                "epochs_trained": metrics.get("epochs_trained"),
-                "test_accuracy": metrics.get("test/accuracy"),
-                "test_auc": metrics.get("test/auc"),
-                "error": "" if result.error is None else str(result.error).strip().splitlines()[-1][:120],
-            }
-        )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values("trial", ignore_index=True)

@@ -1,4 +1,4 @@
-"""Driver-side MLflow set-up: the store, its reachability, and the sweep's experiment.
+"""Driver-side MLflow: the store, its reachability, the sweep's experiment and its runs.
 
 The experiment (and a sqlite database) is created here, before any trial starts: two trials creating
 them at once make one fail. Its artifact location is absolute so trials in temporary folders agree.
@@ -7,17 +7,23 @@ them at once make one fail. Its artifact location is absolute so trials in tempo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+PAGE_SIZE = 1000  # runs per search_runs page, MLflow's maximum
+DEFAULT_OUTPUT_DIR = Path(__file__).resolve().parent.parent / "outputs"  # MLflow store, Ray results, analysis
 
 
 class TrackingError(ValueError):
     """The MLflow store cannot be used."""
 
 
-def default_tracking_uri(output_dir: Path) -> str:
+def default_tracking_uri(output_dir: Path = DEFAULT_OUTPUT_DIR) -> str:
     """An embedded sqlite store, MLflow's recommended local backend (its file store is deprecated)."""
     return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
 
@@ -26,23 +32,43 @@ def is_local_store(uri: str) -> bool:
     return urlparse(uri).scheme in ("", "file", "sqlite")
 
 
+def is_file_store(uri: str) -> bool:
+    """A folder store (plain path or file:// URI), which MLflow 3 opens only with MLFLOW_ALLOW_FILE_STORE."""
+    return urlparse(uri).scheme in ("", "file")
+
+
 def normalize_uri(uri: str) -> str:
-    """Folder paths become absolute `file://` URIs and enable MLflow's (opt-in) file store."""
-    scheme = urlparse(uri).scheme
-    if scheme in ("", "file"):
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-        path = Path(urlparse(uri).path if scheme else uri).resolve()
+    """Folder paths become absolute `file://` URIs; other URIs are returned as given."""
+    if is_file_store(uri):
+        path = Path(urlparse(uri).path if urlparse(uri).scheme else uri).resolve()
         return path.as_uri()
     return uri
 
 
+@contextmanager
+def _fail_fast(timeout_s: int) -> Iterator[None]:
+    """MLflow's HTTP client without retries and with a short timeout, for this block only."""
+    saved = {
+        name: os.environ.get(name)
+        for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    }
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(timeout_s))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def check_reachable(uri: str, timeout_s: int = 10) -> MlflowClient:
     """A client for `uri`, after one cheap request proves the store answers (fails fast, one line)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
     client = MlflowClient(tracking_uri=uri)
     try:
-        client.search_experiments(max_results=1)
+        with _fail_fast(timeout_s):
+            client.search_experiments(max_results=1)
     except Exception as error:  # connection, auth and schema errors all mean "cannot log here"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TrackingError(f"MLflow tracking URI {uri!r} is not usable: {first_line[:200]}") from None
@@ -58,3 +84,28 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         return experiment.experiment_id
     location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
     return client.create_experiment(name, artifact_location=location)
+
+
+def all_runs(client: MlflowClient, experiment_id: str, filter_string: str = "") -> list[Run]:
+    """Every run of the experiment matching `filter_string`, page by page (search_runs returns one page)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=PAGE_SIZE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def delete_runs(client: MlflowClient, experiment_id: str) -> None:
+    """Delete every run of the experiment (for `--overwrite`)."""
+    for run in all_runs(client, experiment_id):
+        client.delete_run(run.info.run_id)
+
+
+def mark_stopped_runs(client: MlflowClient, experiment_id: str) -> None:
+    """Runs still RUNNING after the tuner returned belong to stopped trials: mark them KILLED (a resume
+    sets them RUNNING again)."""
+    for run in all_runs(client, experiment_id, "attributes.status = 'RUNNING'"):
+        client.set_terminated(run.info.run_id, status="KILLED")

@@ -82,7 +82,9 @@ def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch
     repo = tmp_path / "SetFit-sst2"
     for seed, split in enumerate(data.SPLITS):
         write_csv(repo / f"{split}.csv", sentiment_rows(30, seed))
-    monkeypatch.setitem(data.DATASETS, "sst2", dataclasses.replace(data.DATASETS["sst2"], hub_id=str(repo)))
+    monkeypatch.setitem(
+        data.DATASET_SPECS, "sst2", dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id=str(repo))
+    )
     prepared = prepare("sst2", data_dir=None)
     assert len(prepared.splits["test"]) == 30
 
@@ -90,9 +92,9 @@ def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch
 def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setitem(
-        data.DATASETS,
+        data.DATASET_SPECS,
         "sst2",
-        dataclasses.replace(data.DATASETS["sst2"], hub_id="no-such-org/no-such-dataset"),
+        dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id="no-such-org/no-such-dataset"),
     )
     with pytest.raises(DataError, match=r"Hugging Face Hub \(no-such-org/no-such-dataset\).*pass --data-dir"):
         data.load_raw("sst2", None)

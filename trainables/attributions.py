@@ -6,8 +6,8 @@ The conventions are those of `importance.gradient_importance`:
 
 - the attributed output is the probability of the predicted class (p if p >= 0.5 else 1 - p, with the class
   chosen on the real input and kept fixed along IG's path and in LIME's perturbations);
-- a token's score is the attribution summed over the embedding dimension; the `*_importance` functions
-  return its absolute value (Jain & Wallace rank by magnitude), the `signed_*` ones keep the sign;
+- a token's score is the attribution summed over the embedding dimension; `attribution_importance`
+  returns its absolute value (Jain & Wallace rank by magnitude), the `signed_*` functions keep the sign;
 - the baseline is the padding embedding (token id 0, the zero vector since `padding_idx=0`), under the same
   mask: "every real token replaced by padding".
 
@@ -33,9 +33,8 @@ from torch import nn
 
 from trainables.importance import check_batch, eval_mode
 from trainables.model import AttentionClassifier
+from trainables.registry import ATTRIBUTION_METHODS
 
-METHODS = ("integrated_gradients", "deeplift", "lime")
-SHORT_NAMES = {"integrated_gradients": "ig", "deeplift": "dl", "lime": "lime"}  # used in pair names
 DEFAULT_STEPS = 50  # captum's default number of IG steps
 DEFAULT_SAMPLES = 500
 DEFAULT_INTERNAL_BATCH_SIZE = 256
@@ -169,39 +168,6 @@ def signed_lime(
     return coefficients
 
 
-def integrated_gradients_importance(
-    model: AttentionClassifier,
-    tokens: torch.Tensor,
-    mask: torch.Tensor,
-    steps: int = DEFAULT_STEPS,
-    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
-) -> torch.Tensor:
-    """|Integrated Gradients| per token [B, T]; see `signed_integrated_gradients`."""
-    return signed_integrated_gradients(model, tokens, mask, steps, internal_batch_size).abs()
-
-
-def deeplift_importance(
-    model: AttentionClassifier,
-    tokens: torch.Tensor,
-    mask: torch.Tensor,
-    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
-) -> torch.Tensor:
-    """|DeepLIFT| per token [B, T]; see `signed_deeplift`."""
-    return signed_deeplift(model, tokens, mask, internal_batch_size).abs()
-
-
-def lime_importance(
-    model: AttentionClassifier,
-    tokens: torch.Tensor,
-    mask: torch.Tensor,
-    samples: int = DEFAULT_SAMPLES,
-    internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
-    seed: int = 0,
-) -> torch.Tensor:
-    """|LIME coefficient| per token [B, T]; see `signed_lime`."""
-    return signed_lime(model, tokens, mask, samples, internal_batch_size, seed).abs()
-
-
 def attribution_importance(
     method: str,
     model: AttentionClassifier,
@@ -213,14 +179,17 @@ def attribution_importance(
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
     seed: int = 0,
 ) -> torch.Tensor:
-    """The non-negative per-token scores [B, T] of one of `METHODS`, by name."""
+    """The non-negative per-token scores [B, T] of one of `ATTRIBUTION_METHODS`, by name: the absolute
+    value of the signed attribution (Jain & Wallace rank by magnitude)."""
     if method == "integrated_gradients":
-        return integrated_gradients_importance(model, tokens, mask, steps, internal_batch_size)
-    if method == "deeplift":
-        return deeplift_importance(model, tokens, mask, internal_batch_size)
-    if method == "lime":
-        return lime_importance(model, tokens, mask, samples, internal_batch_size, seed)
-    raise ValueError(f"unknown attribution method {method!r}; allowed: {', '.join(METHODS)}")
+        signed = signed_integrated_gradients(model, tokens, mask, steps, internal_batch_size)
+    elif method == "deeplift":
+        signed = signed_deeplift(model, tokens, mask, internal_batch_size)
+    elif method == "lime":
+        signed = signed_lime(model, tokens, mask, samples, internal_batch_size, seed)
+    else:
+        raise ValueError(f"unknown attribution method {method!r}; allowed: {', '.join(ATTRIBUTION_METHODS)}")
+    return signed.abs()
 
 
 def _token_presence_sampler(seed: int, samples: int) -> Callable[..., Iterator[torch.Tensor]]:

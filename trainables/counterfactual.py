@@ -4,11 +4,14 @@ Both searches keep the encoder's hidden states frozen and only swap the attentio
 `decode(hidden, weights) -> logits`, so they work for any encoder. The predicted probability is
 y = sigmoid(logit). Shapes: B instances, K adversaries per instance, n permutations, T padded length,
 D hidden size. `mask` is bool [B, T], True on real tokens.
+
+Random draws are seeded per instance (`seeds`, one per row; default: the row number), so an instance's
+result does not depend on the batch it is in: not on the batch size, nor on its neighbours.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +70,7 @@ def adversarial_attention(
     epsilon: float = 0.01,
     penalty: float = 500.0,
     lr: float = 0.01,
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
 ) -> AdversarialResult:
     """Jain & Wallace's Algorithm 2: K maximally divergent attentions per instance with |dy| <= epsilon.
 
@@ -90,7 +93,7 @@ def adversarial_attention(
         reference = _probabilities(decode, hidden, attention)
     hidden_k = hidden.unsqueeze(1).expand(batch, k, length, size).reshape(batch * k, length, size)
     mask_k = mask.unsqueeze(1)  # [B, 1, T]
-    logits = _initial_logits(batch, k, length, seed, hidden)
+    logits = _initial_logits(mask, k, _check_seeds(seeds, batch), hidden.dtype)
     optimizer = torch.optim.Adam([logits], lr=lr, amsgrad=True)
     with torch.enable_grad():
         for _ in range(steps):
@@ -105,11 +108,23 @@ def adversarial_attention(
     return _keep_best(adversaries, attention, (predicted - reference.unsqueeze(1)).abs(), epsilon)
 
 
-def _initial_logits(batch: int, k: int, length: int, seed: int, like: torch.Tensor) -> torch.Tensor:
-    """Uniform attention logits (all zero) plus seeded Gaussian noise: [B, K, T] leaf to optimise."""
-    generator = torch.Generator(device=like.device).manual_seed(seed)
-    noise = torch.randn(batch, k, length, generator=generator, device=like.device, dtype=like.dtype)
-    return (noise * INIT_NOISE_STD).requires_grad_()
+def _initial_logits(mask: torch.Tensor, k: int, seeds: list[int], dtype: torch.dtype) -> torch.Tensor:
+    """Uniform attention logits (all zero) plus Gaussian noise on each row's real tokens, drawn from the
+    row's own seed: [B, K, T] leaf to optimise (0 on padding, which the masked softmax ignores)."""
+    noise = torch.zeros(*mask.shape[:1], k, mask.shape[1], dtype=dtype)
+    for row, (seed, real) in enumerate(zip(seeds, mask.cpu(), strict=True)):
+        generator = torch.Generator().manual_seed(seed)
+        noise[row][:, real] = torch.randn(k, int(real.sum()), generator=generator, dtype=dtype)
+    return (noise.to(mask.device) * INIT_NOISE_STD).requires_grad_()
+
+
+def _check_seeds(seeds: Sequence[int] | None, batch: int) -> list[int]:
+    """One seed per row: `seeds`, or the row numbers."""
+    if seeds is None:
+        return list(range(batch))
+    if len(seeds) != batch:
+        raise ValueError(f"seeds must hold one seed per instance ({batch}), got {len(seeds)}")
+    return [int(seed) for seed in seeds]
 
 
 def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -181,7 +196,7 @@ def permutation_output_diff(
     attention: torch.Tensor,
     *,
     n_permutations: int = 100,
-    seed: int = 0,
+    seeds: Sequence[int] | None = None,
 ) -> PermutationResult:
     """Median |dy| when each instance's attention is randomly permuted over its real tokens.
 
@@ -190,10 +205,10 @@ def permutation_output_diff(
     _check_inputs(hidden, mask, attention)
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
-    generator = torch.Generator(device=hidden.device).manual_seed(seed)
+    seeds = _check_seeds(seeds, hidden.shape[0])
     with torch.no_grad():
         reference = _probabilities(decode, hidden, attention)
-        permuted = permute_attention(attention, mask, n_permutations, generator)  # [B, n, T]
+        permuted = permute_attention(attention, mask, n_permutations, seeds)  # [B, n, T]
         predicted = _chunked_probabilities(decode, hidden, permuted)
         diffs = (predicted - reference.unsqueeze(1)).abs()
     return PermutationResult(
@@ -202,17 +217,21 @@ def permutation_output_diff(
 
 
 def permute_attention(
-    attention: torch.Tensor, mask: torch.Tensor, n_permutations: int, generator: torch.Generator
+    attention: torch.Tensor, mask: torch.Tensor, n_permutations: int, seeds: Sequence[int]
 ) -> torch.Tensor:
     """n random permutations of each row's weights among its real tokens: [B, T] -> [B, n, T], 0 on padding.
 
-    Works for any mask layout (not only right padding): real weights, shuffled, are written back to the
-    real positions in order.
+    Row b's permutations come from a generator seeded with `seeds[b]`. Works for any mask layout (not only
+    right padding): real weights, shuffled, are written back to the real positions in order.
     """
     batch, length = attention.shape
-    keys = torch.rand(batch, n_permutations, length, generator=generator, device=attention.device)
+    keys = torch.full((batch, n_permutations, length), float("inf"))
+    for row, (seed, real) in enumerate(zip(_check_seeds(seeds, batch), mask.cpu(), strict=True)):
+        generator = torch.Generator().manual_seed(seed)
+        keys[row][:, real] = torch.rand(n_permutations, int(real.sum()), generator=generator)
+    keys = keys.to(attention.device)
     real = mask.unsqueeze(1).expand(batch, n_permutations, length)
-    sources = keys.masked_fill(~real, float("inf")).argsort(-1)  # real positions first, shuffled
+    sources = keys.argsort(-1)  # real positions first, shuffled
     targets = (~mask).to(torch.int8).argsort(dim=-1, stable=True).unsqueeze(1).expand_as(keys)  # in order
     shuffled = attention.unsqueeze(1).expand_as(keys).gather(-1, sources)
     return torch.zeros_like(shuffled).scatter(-1, targets, shuffled) * real

@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.settings import DataError
+
 PAD, UNK = 0, 1
 SPLITS = ("train", "validation", "test")
-
-
-class DataError(ValueError):
-    """Bad or missing input data, reported as one line before any trial starts."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class DatasetSpec:
     )
 
 
-DATASETS: dict[str, DatasetSpec] = {
+DATASET_SPECS: dict[str, DatasetSpec] = {
     # Jain & Wallace's SST-2 split: 6,920 / 872 / 1,821 sentences, already lower-cased and de-punctuated.
     "sst2": DatasetSpec("SetFit/sst2", SPLITS, min_freq=1),
     # Jain & Wallace: reviews shorter than 400 tokens, 80/20 train/dev split, 20% sample of the test set.
@@ -89,6 +87,11 @@ class Split:
     def lengths(self) -> np.ndarray:
         return np.array([len(t) for t in self.tokens])
 
+    def batch(self, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instances `indices` padded to token ids [B, T] and mask [B, T] (see `pad`), on `device`."""
+        tokens, mask = pad([self.tokens[i] for i in indices])
+        return tokens.to(device), mask.to(device)
+
 
 @dataclass
 class PreparedDataset:
@@ -122,9 +125,9 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
 
     Local files are `<data_dir>/<name>/<split>.csv` with the source's own labels (e.g. AG News 0-3).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    spec = DATASETS[name]
+    if name not in DATASET_SPECS:
+        raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_SPECS)}")
+    spec = DATASET_SPECS[name]
     import datasets
 
     datasets.logging.set_verbosity_error()
@@ -201,7 +204,7 @@ def prepare(
     dataset's own length filter.
     """
     raw = load_raw(name, data_dir)
-    spec = DATASETS[name]
+    spec = DATASET_SPECS[name]
     limit = max_tokens if max_tokens is not None else spec.max_tokens
     rng = np.random.default_rng(split_seed)
     dropped: dict[str, int] = {}

@@ -1,62 +1,33 @@
 """Explain a trained model's test set: importance, correlations and counterfactual attention.
 
-Runs the measures of `importance`, `attributions` (those enabled in `ExplainSettings.attributions`),
-`correlation` and `counterfactual` over length-bucketed batches and turns them into the per-instance table,
-the per-token table and the per-trial summary metrics that docs/METRICS.md lists.
+`explain` runs the measures of `importance` and `attributions` (those the registry lists for the
+trial's settings), `correlation` and `counterfactual` over length-bucketed batches, and returns the
+per-instance table, the per-token table and the per-trial summary metrics that docs/METRICS.md lists.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from sweep.config import CounterfactualSettings, ExplainSettings
-from trainables.attributions import METHODS, SHORT_NAMES, attribution_importance
+from trainables import registry
+from trainables.attributions import attribution_importance
 from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau, significant_fraction, summarize
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
-from trainables.data import Split, length_batches, pad
+from trainables.data import Split, length_batches
 from trainables.importance import gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
+from trainables.registry import Pair
+from trainables.settings import CounterfactualSettings, ExplainSettings
 
-BASE_MEASURES = {"attention": "attn", "gradient": "grad", "loo": "loo"}  # always computed: name -> short
-
-
-def importance_measures(attributions: tuple[str, ...] | list[str] = ()) -> dict[str, str]:
-    """Every importance measure of a trial, name -> short name: the base ones, then the enabled attributions.
-
-    The attributions come in `attributions.METHODS` order whatever their order in the settings, so pair
-    names do not depend on how a YAML lists them.
-    """
-    unknown = sorted(set(attributions) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown attribution method {unknown[0]!r}; allowed: {', '.join(METHODS)}")
-    return {**BASE_MEASURES, **{m: SHORT_NAMES[m] for m in METHODS if m in attributions}}
-
-
-def importance_pairs(attributions: tuple[str, ...] | list[str] = ()) -> dict[str, tuple[str, str]]:
-    """Every pair of measures, `{short}_{short}` -> (name, name): `attn_grad`, `attn_loo`, ..., `ig_dl`."""
-    measures = importance_measures(attributions)
-    return {
-        f"{measures[first]}_{measures[second]}": (first, second)
-        for first, second in itertools.combinations(measures, 2)
-    }
-
-
-PAIRS = importance_pairs()  # the pairs of a trial without attributions: attn_grad, attn_loo, grad_loo
-MEASURES = ("kendall", "topk_avg", "topk_nz")
-CLASSES = ("all", "0", "1")
-T = TypeVar("T")
-SIGNIFICANCE = 0.05
-JSD_HIGH = 0.5  # Jain & Wallace call an adversary with JSD >= 0.5 "very different"
-DIFF_SMALL = 0.01  # a permutation changing the output by less than this leaves the prediction as it was
+COUNTERFACTUAL_COLUMNS = ("adv_max_jsd", "adv_found", "adv_output_diff", "max_attention", "perm_median_diff")
 
 
 @dataclass
@@ -65,7 +36,7 @@ class Explanation:
 
     instances: pd.DataFrame
     tokens: pd.DataFrame
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float]
 
 
 class PhaseTimer:
@@ -74,187 +45,191 @@ class PhaseTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def time(self, phase: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
-        result = function(*args, **kwargs)
-        self.seconds[phase] += time.perf_counter() - started
-        return result
-
-
-def _rows(values: torch.Tensor, lengths: torch.Tensor) -> list[np.ndarray]:
-    """[B, T] padded tensor -> B unpadded float64 arrays."""
-    values = values.detach().double().cpu().numpy()
-    return [values[row, :length] for row, length in enumerate(lengths.tolist())]
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
 
 
 def explain(
     model: AttentionClassifier,
     split: Split,
-    explain_settings: ExplainSettings,
-    counterfactual_settings: CounterfactualSettings,
+    settings: ExplainSettings,
+    counterfactual: CounterfactualSettings,
     device: torch.device,
     seed: int,
 ) -> Explanation:
     """Every measure on every instance of `split` (the test set), in the split's order."""
     model.eval()
     timer = PhaseTimer()
-    n = len(split)
-    measures = importance_measures(explain_settings.attributions)
-    attributions = [name for name in measures if name not in BASE_MEASURES]
-    vectors: dict[str, list] = {name: [None] * n for name in [*measures, "adv_attention"]}
-    columns: dict[str, np.ndarray] = {
-        name: np.full(n, np.nan)
-        for name in ("prob", "adv_max_jsd", "adv_output_diff", "max_attention", "perm_median_diff")
-    }
-    columns["adv_found"] = np.zeros(n, dtype=bool)
-
-    for batch in length_batches(split.lengths, explain_settings.batch_size):
-        tokens, mask = (t.to(device) for t in pad([split.tokens[i] for i in batch]))
-        lengths = mask.sum(1)
-        with torch.no_grad():
-            logits, attention = model(tokens, mask)
-        columns["prob"][batch] = torch.sigmoid(logits).double().cpu().numpy()
-        gradient = timer.time("gradient", gradient_importance, model, tokens, mask)
-        loo = timer.time("loo", leave_one_out_importance, model, tokens, mask, explain_settings.loo_max_rows)
-        values = {"attention": attention, "gradient": gradient, "loo": loo}
-        for method in attributions:
-            values[method] = timer.time(
-                method,
-                attribution_importance,
-                method,
-                model,
-                tokens,
-                mask,
-                steps=explain_settings.ig_steps,
-                samples=explain_settings.lime_samples,
-                internal_batch_size=explain_settings.internal_batch_size,
-                seed=seed,
-            )
-        for name, scores in values.items():
-            for i, row in zip(batch, _rows(scores, lengths), strict=True):
-                vectors[name][i] = row
-
-    if counterfactual_settings.enabled:
-        for batch in length_batches(split.lengths, counterfactual_settings.batch_size):
-            _counterfactual_batch(
-                model, split, batch, counterfactual_settings, device, seed, timer, vectors, columns
-            )
-
+    probabilities, scores = importance_scores(model, split, settings, device, seed, timer)
     instances = pd.DataFrame(
         {
-            "index": np.arange(n),
+            "index": np.arange(len(split)),
             "length": split.lengths,
             "label": split.labels,
-            "prob": columns["prob"],
-            "prediction": (columns["prob"] >= 0.5).astype(int),
+            "prob": probabilities,
+            "prediction": (probabilities >= 0.5).astype(int),
         }
     )
-    pairs = importance_pairs(explain_settings.attributions)
-    started = time.perf_counter()
-    instances = pd.concat([instances, correlations(vectors, pairs)], axis=1)
-    timer.seconds["correlation"] = time.perf_counter() - started
-    if counterfactual_settings.enabled:
-        for name in ("adv_max_jsd", "adv_found", "adv_output_diff", "max_attention", "perm_median_diff"):
-            instances[name] = columns[name]
+    tokens = pd.DataFrame({"index": np.arange(len(split)), "token_ids": split.tokens, **scores})
+    if counterfactual.enabled:
+        columns, tokens["adv_attention"] = counterfactual_attention(
+            model, split, counterfactual, device, seed, timer
+        )
     else:
-        instances["max_attention"] = [row.max() for row in vectors["attention"]]
-
-    tokens = pd.DataFrame({"index": np.arange(n), "token_ids": split.tokens})
-    for name, rows in vectors.items():
-        if rows[0] is not None:
-            tokens[name] = rows
-    metrics = summary_metrics(instances, counterfactual_settings.enabled, pairs)
+        columns = {"max_attention": np.array([row.max() for row in scores["attention"]])}
+    pairs = registry.pairs(settings.attributions)
+    with timer.phase("correlation"):
+        table = correlations(scores, pairs)
+    instances = pd.concat([instances, table, pd.DataFrame(columns)], axis=1)
+    metrics = summary_metrics(instances, pairs, counterfactual.enabled)
     metrics.update({f"time/{phase}_s": seconds for phase, seconds in timer.seconds.items()})
     return Explanation(instances, tokens, metrics)
 
 
-def _counterfactual_batch(
+def importance_scores(
     model: AttentionClassifier,
     split: Split,
-    batch: np.ndarray,
+    settings: ExplainSettings,
+    device: torch.device,
+    seed: int,
+    timer: PhaseTimer,
+) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
+    """P(label 1) per instance [N], and per measure of the registry the unpadded scores of each instance."""
+    measures = [measure.name for measure in registry.measures(settings.attributions)]
+    probabilities = np.full(len(split), np.nan)
+    scores: dict[str, list] = {name: [None] * len(split) for name in measures}
+    for batch in length_batches(split.lengths, settings.batch_size):
+        tokens, mask = split.batch(batch, device)
+        with torch.no_grad():
+            logits, attention = model(tokens, mask)
+        probabilities[batch] = torch.sigmoid(logits).double().cpu().numpy()
+        values = {"attention": attention}
+        with timer.phase("gradient"):
+            values["gradient"] = gradient_importance(model, tokens, mask)
+        with timer.phase("loo"):
+            values["loo"] = leave_one_out_importance(model, tokens, mask, settings.loo_max_rows)
+        for method in measures[len(registry.BASE_MEASURES) :]:
+            with timer.phase(method):
+                values[method] = attribution_importance(
+                    method,
+                    model,
+                    tokens,
+                    mask,
+                    steps=settings.ig_steps,
+                    samples=settings.lime_samples,
+                    internal_batch_size=settings.internal_batch_size,
+                    seed=seed,
+                )
+        for name, padded in values.items():
+            for i, row in zip(batch, unpad(padded, mask), strict=True):
+                scores[name][i] = row
+    return probabilities, scores
+
+
+def counterfactual_attention(
+    model: AttentionClassifier,
+    split: Split,
     settings: CounterfactualSettings,
     device: torch.device,
     seed: int,
     timer: PhaseTimer,
-    vectors: dict[str, list],
-    columns: dict[str, np.ndarray],
-) -> None:
-    """Adversarial search and permutation for one batch, with the encoder's hidden states frozen."""
-    tokens, mask = (t.to(device) for t in pad([split.tokens[i] for i in batch]))
-    with torch.no_grad():
-        hidden = model.encode(model.embed(tokens), mask)
-        attention = model.attend(hidden, mask)
-    adversarial = timer.time(
-        "adversarial",
-        adversarial_attention,
-        model.decode,
-        hidden,
-        mask,
-        attention,
-        k=settings.adversaries,
-        steps=settings.steps,
-        epsilon=settings.epsilon,
-        penalty=settings.penalty,
-        lr=settings.lr,
-        seed=seed,
-    )
-    permutation = timer.time(
-        "permutation",
-        permutation_output_diff,
-        model.decode,
-        hidden,
-        mask,
-        attention,
-        n_permutations=settings.permutations,
-        seed=seed,
-    )
-    numpy = {
-        "adv_max_jsd": adversarial.max_jsd,
-        "adv_found": adversarial.found,
-        "adv_output_diff": adversarial.output_diff,
-        "max_attention": adversarial.max_attention,
-        "perm_median_diff": permutation.median_output_diff,
-    }
-    for name, values in numpy.items():
-        columns[name][batch] = values.cpu().numpy()
-    for i, row in zip(batch, _rows(adversarial.distribution, mask.sum(1)), strict=True):
-        vectors["adv_attention"][i] = row
+) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Adversarial search and permutation with the encoder's hidden states frozen: the per-instance
+    columns of `COUNTERFACTUAL_COLUMNS` [N] and each instance's kept adversarial attention.
+
+    Each instance's random draws are seeded from (seed, its index in the split), so its result does not
+    depend on the batch size or on the other instances of its batch.
+    """
+    columns = {name: np.full(len(split), np.nan) for name in COUNTERFACTUAL_COLUMNS}
+    columns["adv_found"] = np.zeros(len(split), dtype=bool)
+    adversaries: list = [None] * len(split)
+    for batch in length_batches(split.lengths, settings.batch_size):
+        tokens, mask = split.batch(batch, device)
+        seeds = instance_seeds(seed, batch)
+        with torch.no_grad():
+            hidden = model.encode(model.embed(tokens), mask)
+            attention = model.attend(hidden, mask)
+        with timer.phase("adversarial"):
+            adversarial = adversarial_attention(
+                model.decode,
+                hidden,
+                mask,
+                attention,
+                k=settings.adversaries,
+                steps=settings.steps,
+                epsilon=settings.epsilon,
+                penalty=settings.penalty,
+                lr=settings.lr,
+                seeds=seeds,
+            )
+        with timer.phase("permutation"):
+            permutation = permutation_output_diff(
+                model.decode, hidden, mask, attention, n_permutations=settings.permutations, seeds=seeds
+            )
+        for name, values in (
+            ("adv_max_jsd", adversarial.max_jsd),
+            ("adv_found", adversarial.found),
+            ("adv_output_diff", adversarial.output_diff),
+            ("max_attention", adversarial.max_attention),
+            ("perm_median_diff", permutation.median_output_diff),
+        ):
+            columns[name][batch] = values.cpu().numpy()
+        for i, row in zip(batch, unpad(adversarial.distribution, mask), strict=True):
+            adversaries[i] = row
+    return columns, adversaries
 
 
-def correlations(
-    vectors: dict[str, list[np.ndarray]], pairs: dict[str, tuple[str, str]] = PAIRS
-) -> pd.DataFrame:
-    """Per instance: k values, non-zero attention count, and every measure for every pair of `pairs`."""
-    lengths = np.array([len(row) for row in vectors["attention"]])
-    nonzero = np.array([int((row > 0).sum()) for row in vectors["attention"]])
+def instance_seeds(seed: int, indices: np.ndarray) -> list[int]:
+    """One 32-bit seed per instance from (trial seed, instance index): independent streams per instance."""
+    return [int(np.random.SeedSequence([seed, int(i)]).generate_state(1)[0]) for i in indices]
+
+
+def unpad(values: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
+    """[B, T] padded tensor -> B float64 arrays of each row's real tokens (left-aligned mask)."""
+    values = values.detach().double().cpu().numpy()
+    return [values[row, :length] for row, length in enumerate(mask.sum(1).tolist())]
+
+
+def correlations(scores: dict[str, list[np.ndarray]], pairs: tuple[Pair, ...]) -> pd.DataFrame:
+    """Per instance: k values, non-zero attention count, and every statistic for every pair."""
+    lengths = np.array([len(row) for row in scores["attention"]])
+    nonzero = np.array([int((row > 0).sum()) for row in scores["attention"]])
     k_avg = max(1, round(float(lengths.mean())))
     k_nz = np.maximum(nonzero, 1)
     table = {"nonzero": nonzero, "k_avg": np.full(len(lengths), k_avg), "k_nz": k_nz}
-    for pair, (first, second) in pairs.items():
-        a, b = vectors[first], vectors[second]
-        table[f"kendall_{pair}"], table[f"kendall_p_{pair}"] = batch_kendall_tau(a, b)
-        table[f"topk_avg_{pair}"] = batch_top_k_kendall_tau(a, b, k_avg)
-        table[f"topk_nz_{pair}"] = batch_top_k_kendall_tau(a, b, k_nz)
+    for pair in pairs:
+        a, b = scores[pair.first.name], scores[pair.second.name]
+        table[f"kendall_{pair.name}"], table[f"kendall_p_{pair.name}"] = batch_kendall_tau(a, b)
+        table[f"topk_avg_{pair.name}"] = batch_top_k_kendall_tau(a, b, k_avg)
+        table[f"topk_nz_{pair.name}"] = batch_top_k_kendall_tau(a, b, k_nz)
     return pd.DataFrame(table)
 
 
 def summary_metrics(
-    instances: pd.DataFrame, with_counterfactual: bool, pairs: dict[str, tuple[str, str]] = PAIRS
+    instances: pd.DataFrame, pairs: tuple[Pair, ...], with_counterfactual: bool
 ) -> dict[str, float]:
     """Per-trial metrics, overall and per true class, named as in docs/METRICS.md."""
     metrics: dict[str, float] = {}
-    for label in CLASSES:
+    for label in registry.CLASSES:
         part = instances if label == "all" else instances[instances["label"] == int(label)]
         if part.empty:
             continue
-        for measure in MEASURES:
+        for statistic in registry.STATISTICS:
             for pair in pairs:
-                stats = summarize(part[f"{measure}_{pair}"].to_numpy())
-                prefix = f"{measure}/{pair}/{label}"
-                metrics.update({f"{prefix}/{s}": stats[s] for s in ("mean", "std", "n_nan")})
-                if measure == "kendall":
-                    p_values = part[f"kendall_p_{pair}"].to_numpy()
-                    metrics[f"{prefix}/sig_frac"] = significant_fraction(p_values, SIGNIFICANCE)
+                values = part[f"{statistic.name}_{pair.name}"].to_numpy()
+                summary = summarize(values)
+                if "sig_frac" in statistic.summaries:
+                    p_values = part[f"{statistic.name}_p_{pair.name}"].to_numpy()
+                    summary["sig_frac"] = significant_fraction(p_values, registry.SIGNIFICANCE)
+                for name in statistic.summaries:
+                    metrics[registry.correlation_metric(statistic.name, pair.name, label, name)] = summary[
+                        name
+                    ]
         metrics[f"attention/{label}/nonzero_mean"] = float(part["nonzero"].mean())
         metrics[f"attention/{label}/nonzero_ratio"] = float((part["nonzero"] / part["length"]).mean())
         if with_counterfactual:
@@ -263,11 +238,11 @@ def summary_metrics(
                 {
                     f"adversarial/{label}/jsd_mean": float(jsd.mean()),
                     f"adversarial/{label}/jsd_median": float(jsd.median()),
-                    f"adversarial/{label}/frac_jsd_ge_05": float((jsd >= JSD_HIGH).mean()),
+                    f"adversarial/{label}/frac_jsd_ge_05": float((jsd >= registry.JSD_HIGH).mean()),
                     f"adversarial/{label}/frac_infeasible": float((~part["adv_found"]).mean()),
                     f"permutation/{label}/diff_mean": float(diff.mean()),
                     f"permutation/{label}/diff_median": float(diff.median()),
-                    f"permutation/{label}/frac_diff_lt_001": float((diff < DIFF_SMALL).mean()),
+                    f"permutation/{label}/frac_diff_lt_001": float((diff < registry.DIFF_SMALL).mean()),
                 }
             )
     return metrics

@@ -17,9 +17,8 @@ from entmax import entmax15, entmax_bisect, sparsemax
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-ENCODERS = ("lstm", "cnn", "average")
-ATTENTIONS = ("tanh", "dot")
-NORMALIZERS = ("softmax", "sparsemax", "entmax15", "alpha_entmax", "uniform")
+from trainables.settings import ATTENTIONS, ENCODERS, NORMALIZERS
+
 MASK_VALUE = -1e9  # finite: with -inf, sparsemax and entmax15 raise and softmax gives NaN on an empty row
 CNN_WIDTHS = (1, 3, 5, 7)
 

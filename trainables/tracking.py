@@ -1,7 +1,8 @@
 """One MLflow run per trial, logged from inside the trial with an explicit run id.
 
 The trial (not a driver callback) owns its run so that it can log artifacts written on its own node and
-reattach to the same run after a restore (the run id travels in the Ray checkpoint).
+reattach to the same run after a retry or a resumed sweep: the run is found again by its `trial_id` tag,
+the Ray trial id, which stays the same across restores.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-AXES = ("dataset", "encoder", "attention", "normalizer", "seed")
+from trainables.settings import AXES, run_name
+
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+MAX_PARAMS = 100  # and of params
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -29,11 +32,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def run_name(config: Mapping[str, Any]) -> str:
-    """`sst2-lstm-tanh-sparsemax-s1`: the grid axes of a trial."""
-    return "-".join(str(config[a]) for a in AXES[:-1]) + f"-s{config['seed']}"
 
 
 class TrialRun:
@@ -53,8 +51,10 @@ class TrialRun:
         tags.update(sweep=tracking["sweep"], trial_id=trial_id)
         run = self.client.create_run(tracking["experiment_id"], run_name=run_name(config), tags=tags)
         self.run_id = run.info.run_id
-        params = {k: v for k, v in flatten(config).items() if not k.startswith("tracking.")}
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
+        flat = {k: v for k, v in flatten(config).items() if not k.startswith("tracking.")}
+        params = [Param(k, str(v)) for k, v in sorted(flat.items())]
+        for start in range(0, len(params), MAX_PARAMS):
+            self.client.log_batch(self.run_id, params=params[start : start + MAX_PARAMS])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log finite metrics in batches; NaN values are skipped (MLflow's UI cannot chart them)."""

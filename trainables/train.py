@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
 
-from trainables.data import Split, length_batches, pad
+from trainables.data import Split, length_batches
 from trainables.model import AttentionClassifier
 
 
@@ -37,8 +38,7 @@ def train_epoch(
     labels = torch.tensor(split.labels, dtype=torch.float32)
     total = 0.0
     for batch in length_batches(split.lengths, batch_size, rng):
-        tokens, mask = pad([split.tokens[i] for i in batch])
-        logits, _ = model(tokens.to(device), mask.to(device))
+        logits, _ = model(*split.batch(batch, device))
         loss = loss_fn(logits, labels[batch].to(device))
         optimizer.zero_grad(set_to_none=True)
         (loss / len(batch)).backward()
@@ -53,8 +53,7 @@ def predict(model: AttentionClassifier, split: Split, batch_size: int, device: t
     model.eval()
     probs = np.empty(len(split), dtype=np.float64)
     for batch in length_batches(split.lengths, batch_size):
-        tokens, mask = pad([split.tokens[i] for i in batch])
-        logits, _ = model(tokens.to(device), mask.to(device))
+        logits, _ = model(*split.batch(batch, device))
         probs[batch] = torch.sigmoid(logits).double().cpu().numpy()
     return probs
 
@@ -72,7 +71,11 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
 
 @dataclass
 class EarlyStopping:
-    """Tracks the best validation AUC and its weights; `should_stop` after `patience` epochs without gain."""
+    """Tracks the best validation AUC and its weights; `should_stop` after `patience` epochs without gain.
+
+    Checkpointed as the plain dict of `state_dict` (numbers and tensors), so it loads with
+    `torch.load(weights_only=True)` and survives renaming this class.
+    """
 
     patience: int
     best_auc: float = -np.inf
@@ -90,3 +93,10 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.epochs_without_gain >= self.patience
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> EarlyStopping:
+        return cls(**state)

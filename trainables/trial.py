@@ -1,7 +1,8 @@
 """The Ray Tune trainable: one grid point trained, evaluated, explained and logged to MLflow.
 
-`run_trial(config, datasets)` is a plain function of the trial's config (see sweep.config for its
-sections) and the prepared datasets that the driver shares through Ray's object store.
+`run_trial(config, datasets)` is a plain function of the trial's config (the grid axes, the settings
+sections of `trainables.settings` and the MLflow `tracking` details) and the prepared datasets that the
+driver shares through Ray's object store.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,20 +21,25 @@ import ray
 import torch
 from ray import tune
 
-from sweep.config import CounterfactualSettings, ExplainSettings, FaultSettings, TrainSettings
 from trainables.data import PreparedDataset, load_vectors
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
-from trainables.tracking import TrialRun, run_name
+from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings
+from trainables.tracking import TrialRun
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "trial_state.pt"
 
 
+class CheckpointError(RuntimeError):
+    """A trial checkpoint that cannot be read back."""
+
+
 @dataclass
 class TrialState:
-    """Everything needed to continue a trial after a restore, saved in every epoch's checkpoint."""
+    """Everything needed to continue a trial after a restore, saved in every epoch's checkpoint as a
+    plain dict of numbers and tensors (loaded with `weights_only=True`: no pickled classes, no code)."""
 
     epoch: int  # last finished epoch, -1 before the first
     model: dict
@@ -40,6 +47,28 @@ class TrialState:
     stopping: EarlyStopping
     done_training: bool = False
     train_seconds: float = 0.0
+
+    def to_checkpoint(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "stopping": self.stopping.state_dict(),
+            "done_training": self.done_training,
+            "train_seconds": self.train_seconds,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> TrialState:
+        return cls(**{**saved, "stopping": EarlyStopping.from_state_dict(saved["stopping"])})
+
+
+@dataclass(frozen=True)
+class TrialHooks:
+    """Calls at fixed points of a trial, for tests that make trials fail on purpose; sweeps pass none."""
+
+    before_training: Callable[[dict[str, Any]], None] | None = None  # (config)
+    after_epoch: Callable[[dict[str, Any], int, bool], None] | None = None  # (config, epoch, resumed run)
 
 
 def choose_device() -> torch.device:
@@ -75,88 +104,107 @@ def build_model(
 
 
 def restore_state() -> TrialState | None:
+    """The state of the trial's last checkpoint, or None for a fresh trial."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+        path = Path(folder) / CHECKPOINT_FILE
+        try:
+            return TrialState.from_checkpoint(torch.load(path, weights_only=True))
+        except Exception as error:  # a missing, truncated or foreign file: say which, in one line
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def report_epoch(metrics: dict[str, float], state: TrialState) -> None:
     """Report one epoch to Tune with a checkpoint holding the whole trial state."""
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        torch.save(state.to_checkpoint(), Path(folder) / CHECKPOINT_FILE)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def run_trial(config: dict[str, Any], datasets: dict[str, PreparedDataset]) -> None:
-    """Train with early stopping, evaluate on test, explain, and log everything to MLflow and Tune."""
-    train = TrainSettings(**config["train"])
-    explain = ExplainSettings(**config["explain"])
-    counterfactual = CounterfactualSettings(**config["counterfactual"])
-    faults = FaultSettings(**config["faults"])
-    data = datasets[config["dataset"]]
-    seed_everything(config["seed"])
-    device = choose_device()
-    model = build_model(config, train, data, device)
-    optimizer = make_optimizer(model, train.lr, train.weight_decay)
-    state = restore_state()
+def run_trial(
+    config: dict[str, Any], datasets: dict[str, PreparedDataset], hooks: TrialHooks | None = None
+) -> None:
+    """Train with early stopping, evaluate on test, explain, and log everything to MLflow and Tune.
+
+    Any error after the MLflow run exists (model building and checkpoint restore included) marks the run
+    FAILED with `traceback.txt` before Ray retries or gives up on the trial.
+    """
+    hooks = hooks or TrialHooks()
     run = TrialRun(config["tracking"], config, trial_id=tune.get_context().get_trial_id())
     try:
-        run.set_tags({"device": device.type, "node_ip": ray.util.get_node_ip_address()})
-        if faults.fail_trial == run_name(config):
-            raise RuntimeError(f"trial {faults.fail_trial} failed on purpose (faults.fail_trial)")
-        if state is None:
-            state = TrialState(-1, {}, {}, EarlyStopping(train.patience))
-        else:
-            model.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)
-        logged_epochs = run.logged_steps("train/loss")
-        for epoch in range(state.epoch + 1, train.max_epochs):
-            if state.done_training:
-                break
-            started = time.perf_counter()
-            rng = np.random.default_rng([config["seed"], epoch])
-            loss = train_epoch(model, optimizer, data.splits["train"], train.batch_size, rng, device)
-            val = data.splits["validation"]
-            val_auc = classification_metrics(val.labels, predict(model, val, train.batch_size, device))["auc"]
-            state.stopping.update(epoch, val_auc, model)
-            state.epoch, state.done_training = epoch, state.stopping.should_stop
-            state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
-            state.train_seconds += time.perf_counter() - started
-            metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
-            if model.normalizer.alpha is not None:
-                metrics["alpha"] = model.normalizer.alpha
-            if epoch not in logged_epochs:
-                run.log_metrics(metrics, step=epoch)
-            report_epoch(metrics, state)
-            if epoch == faults.fail_after_epoch and not run.resumed:
-                raise RuntimeError(f"trial failed on purpose after epoch {epoch} (faults.fail_after_epoch)")
-
-        model.load_state_dict(state.stopping.best_state)
-        test = data.splits["test"]
-        probs = predict(model, test, train.batch_size, device)
-        final = {f"test/{k}": v for k, v in classification_metrics(test.labels, probs).items()}
-        final.update(
-            best_epoch=state.stopping.best_epoch,
-            best_val_auc=state.stopping.best_auc,
-            epochs_trained=state.epoch + 1,
-            **{"time/train_s": state.train_seconds},
-        )
-        explanation = explain_split(model, test, explain, counterfactual, device, config["seed"])
-        final.update(explanation.metrics)
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save(
-                {"state_dict": model.state_dict(), "vocab": data.vocab, "config": config},
-                Path(folder) / "model.pt",
-            )
-            explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
-            explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
-            for name in ("model.pt", "instances.parquet", "tokens.parquet"):
-                run.log_artifact(Path(folder) / name)
+        final = train_and_explain(config, datasets[config["dataset"]], run, hooks)
         run.log_metrics(final)
         run.finish("FINISHED")
     except Exception:
         run.fail(traceback.format_exc())
         raise
     tune.report(final)
+
+
+def train_and_explain(
+    config: dict[str, Any], data: PreparedDataset, run: TrialRun, hooks: TrialHooks
+) -> dict[str, float]:
+    """The trial's work inside its MLflow run: returns the final metrics (artifacts are logged here)."""
+    train = TrainSettings(**config["train"])
+    seed_everything(config["seed"])
+    device = choose_device()
+    run.set_tags({"device": device.type, "node_ip": ray.util.get_node_ip_address()})
+    model = build_model(config, train, data, device)
+    optimizer = make_optimizer(model, train.lr, train.weight_decay)
+    state = restore_state()
+    if state is None:
+        state = TrialState(-1, {}, {}, EarlyStopping(train.patience))
+    else:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+    if hooks.before_training:
+        hooks.before_training(config)
+    logged_epochs = run.logged_steps("train/loss")
+    for epoch in range(state.epoch + 1, train.max_epochs):
+        if state.done_training:
+            break
+        started = time.perf_counter()
+        rng = np.random.default_rng([config["seed"], epoch])
+        loss = train_epoch(model, optimizer, data.splits["train"], train.batch_size, rng, device)
+        val = data.splits["validation"]
+        val_auc = classification_metrics(val.labels, predict(model, val, train.batch_size, device))["auc"]
+        state.stopping.update(epoch, val_auc, model)
+        state.epoch, state.done_training = epoch, state.stopping.should_stop
+        state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
+        state.train_seconds += time.perf_counter() - started
+        metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
+        if model.normalizer.alpha is not None:
+            metrics["alpha"] = model.normalizer.alpha
+        if epoch not in logged_epochs:
+            run.log_metrics(metrics, step=epoch)
+        report_epoch(metrics, state)
+        if hooks.after_epoch:
+            hooks.after_epoch(config, epoch, run.resumed)
+
+    model.load_state_dict(state.stopping.best_state)
+    test = data.splits["test"]
+    probs = predict(model, test, train.batch_size, device)
+    final = {f"test/{k}": v for k, v in classification_metrics(test.labels, probs).items()}
+    final.update(
+        best_epoch=state.stopping.best_epoch,
+        best_val_auc=state.stopping.best_auc,
+        epochs_trained=state.epoch + 1,
+        **{"time/train_s": state.train_seconds},
+    )
+    explain = ExplainSettings(**config["explain"])
+    counterfactual = CounterfactualSettings(**config["counterfactual"])
+    explanation = explain_split(model, test, explain, counterfactual, device, config["seed"])
+    final.update(explanation.metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(
+            {"state_dict": model.state_dict(), "vocab": data.vocab, "config": config},
+            Path(folder) / "model.pt",
+        )
+        explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
+        explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
+        for name in ("model.pt", "instances.parquet", "tokens.parquet"):
+            run.log_artifact(Path(folder) / name)
+    return final

@@ -1,0 +1,34 @@
+"""The environment variables a sweep sets, in one explicit call, and forwards to Ray's trial workers.
+
+Nothing here runs on import: `set_up` is called by the driver (`sweep.runner`, and `analysis` for the
+MLflow part) before anything else, and the variables it returns go into the workers' runtime environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sweep.tracking import is_file_store
+
+RAY_VARIABLES = {
+    # per-epoch checkpoints are the point: silence Ray's warning about frequent experiment snapshots
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
+
+
+def mlflow_variables(tracking_uri: str) -> dict[str, str]:
+    """No telemetry, and MLflow's opt-in for its file store when the tracking URI is a folder."""
+    variables = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    if is_file_store(tracking_uri):
+        variables["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    return variables
+
+
+def set_up(tracking_uri: str, *, ray: bool = True) -> dict[str, str]:
+    """Set the sweep's variables in this process (values the user already set win) and return them as
+    they now are, for the workers' runtime environment; `ray=False` sets only the MLflow ones."""
+    wanted = {**mlflow_variables(tracking_uri), **(RAY_VARIABLES if ray else {})}
+    for name, value in wanted.items():
+        os.environ.setdefault(name, value)
+    return {name: os.environ[name] for name in wanted}

@@ -1,0 +1,137 @@
+"""The one registry of names that the trial logs and the analysis reads: importance measures and their
+pairs, correlation statistics, classes, counterfactual summaries, timed phases and their thresholds.
+
+A new measure or statistic is added here once; the trial computes and logs what this lists, and the
+analysis shows every name of this registry that the runs contain. No heavy imports.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A per-token importance measure: its column in `tokens.parquet`, its short name in pair names,
+    and its name for people."""
+
+    name: str
+    short: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two measures whose per-instance rankings are correlated; `name` is `{short}_{short}`."""
+
+    first: Measure
+    second: Measure
+
+    @property
+    def name(self) -> str:
+        return f"{self.first.short}_{self.second.short}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.first.label} vs {self.second.label}"
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """A per-instance rank correlation, logged per pair and class as `{name}/{pair}/{class}/{stat}`."""
+
+    name: str
+    label: str
+    short_label: str
+    summaries: tuple[str, ...] = ("mean", "std", "n_nan")
+
+
+# Always computed by a trial, in this order.
+BASE_MEASURES = (
+    Measure("attention", "attn", "attention"),
+    Measure("gradient", "grad", "gradient"),
+    Measure("loo", "loo", "leave-one-out"),
+)
+# captum attributions a trial computes when `explain.attributions` lists them (trainables/attributions.py).
+ATTRIBUTION_MEASURES = (
+    Measure("integrated_gradients", "ig", "Integrated Gradients"),
+    Measure("deeplift", "dl", "DeepLIFT"),
+    Measure("lime", "lime", "LIME"),
+)
+ATTRIBUTION_METHODS = tuple(measure.name for measure in ATTRIBUTION_MEASURES)
+
+STATISTICS = (
+    Statistic("kendall", "Kendall τ (all tokens)", "Kendall τ", ("mean", "std", "n_nan", "sig_frac")),
+    Statistic("topk_avg", "top-k Kendall τ, k = mean test length", "top-k τ, k = mean length"),
+    Statistic("topk_nz", "top-k Kendall τ, k = non-zero attention weights", "top-k τ, k = non-zero"),
+)
+STATISTIC_NAMES = tuple(statistic.name for statistic in STATISTICS)
+
+CLASSES = {"all": "all", "0": "negative (0)", "1": "positive (1)"}  # "all" and each true label
+
+SIGNIFICANCE = 0.05  # a Kendall τ with p below this counts as significant
+JSD_HIGH = 0.5  # Jain & Wallace call an adversary with JSD >= 0.5 "very different"
+DIFF_SMALL = 0.01  # a permutation changing the output by less than this leaves the prediction as it was
+
+COUNTERFACTUAL_SUMMARIES = {
+    "adversarial": {
+        "jsd_mean": "max JSD mean",
+        "jsd_median": "max JSD median",
+        "frac_jsd_ge_05": f"frac. JSD ≥ {JSD_HIGH}",
+        "frac_infeasible": "frac. infeasible",
+    },
+    "permutation": {
+        "diff_mean": "output change mean",
+        "diff_median": "output change median",
+        "frac_diff_lt_001": f"frac. change < {DIFF_SMALL}",
+    },
+}
+
+# Timed phases of a trial, logged as `time/{phase}_s`, in the order a trial runs them.
+PHASES = {
+    "train": "training",
+    "gradient": "gradient",
+    "loo": "leave-one-out",
+    **{measure.name: measure.label for measure in ATTRIBUTION_MEASURES},
+    "correlation": "correlations",
+    "adversarial": "adversarial search",
+    "permutation": "permutation",
+}
+
+
+def measures(attributions: Iterable[str] = ()) -> tuple[Measure, ...]:
+    """The measures of a trial: the base ones, then the enabled attributions in registry order (so pair
+    names do not depend on how a YAML lists them)."""
+    attributions = set(attributions)
+    unknown = sorted(attributions - set(ATTRIBUTION_METHODS))
+    if unknown:
+        raise ValueError(
+            f"unknown attribution method {unknown[0]!r}; allowed: {', '.join(ATTRIBUTION_METHODS)}"
+        )
+    return (*BASE_MEASURES, *(m for m in ATTRIBUTION_MEASURES if m.name in attributions))
+
+
+def pairs(attributions: Iterable[str] = ()) -> tuple[Pair, ...]:
+    """Every pair of a trial's measures: attn_grad, attn_loo, grad_loo, then those with attributions."""
+    return tuple(Pair(first, second) for first, second in itertools.combinations(measures(attributions), 2))
+
+
+ALL_PAIRS = pairs(ATTRIBUTION_METHODS)  # every pair any trial can log, in display order
+
+
+def correlation_metric(statistic: str, pair: str, label: str, summary: str) -> str:
+    """`kendall/attn_grad/0/mean`: the name of a per-trial correlation summary."""
+    return f"{statistic}/{pair}/{label}/{summary}"
+
+
+def logged_pairs(names: Iterable[str]) -> tuple[Pair, ...]:
+    """The registry's pairs, in display order, for which `names` (metric names of runs, or columns of
+    `instances.parquet`) hold a Kendall τ."""
+    names = set(names)
+    return tuple(
+        pair
+        for pair in ALL_PAIRS
+        if correlation_metric("kendall", pair.name, "all", "mean") in names or f"kendall_{pair.name}" in names
+    )

@@ -1,0 +1,187 @@
+"""What a trial accepts: its grid axes, the settings sections, and their validation. No heavy imports.
+
+The sweep driver (`sweep.config`) builds these from YAML and the trial rebuilds them from its config
+dict, so both sides agree on every name, default and bound. Validation is driven by the dataclasses'
+type annotations and field metadata: unknown keys, unknown values and wrong types raise `ConfigError`
+with one line naming the bad value and what is allowed. A setting typed `tuple[X, ...]` is a YAML list
+(a single value counts as a one-item list); its items are checked like scalars and must not repeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trainables.registry import ATTRIBUTION_METHODS
+
+DATASETS = ("sst2", "imdb", "ag_news", "20news_sports")
+ENCODERS = ("lstm", "cnn", "average")
+ATTENTIONS = ("tanh", "dot")
+NORMALIZERS = ("softmax", "sparsemax", "entmax15", "alpha_entmax", "uniform")
+AXES = ("dataset", "encoder", "attention", "normalizer", "seed")
+AXIS_VALUES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS,
+    "encoder": ENCODERS,
+    "attention": ATTENTIONS,
+    "normalizer": NORMALIZERS,
+}
+MAX_SEED = 2**32 - 1  # numpy and torch seeds are unsigned 32-bit
+
+
+class ConfigError(ValueError):
+    """An invalid sweep definition, override or trial config."""
+
+
+class DataError(ValueError):
+    """Bad or missing input data, reported as one line before any trial starts (see trainables.data)."""
+
+
+def positive(**kwargs: Any) -> Any:
+    """A dataclass field that must be > 0."""
+    return field(metadata={"positive": True}, **kwargs)
+
+
+def non_negative(**kwargs: Any) -> Any:
+    """A dataclass field that must be >= 0."""
+    return field(metadata={"non_negative": True}, **kwargs)
+
+
+def one_of(choices: tuple[str, ...], **kwargs: Any) -> Any:
+    """A dataclass field whose value (or, for a tuple field, every item) must be one of `choices`."""
+    return field(metadata={"choices": choices}, **kwargs)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Dataset preparation shared by every trial (see trainables.data.prepare)."""
+
+    max_examples: int | None = positive(default=None)  # cap per split, seeded sample (smoke tests)
+    split_seed: int = non_negative(default=0)  # seeds the held-out splits and samples; shared by all trials
+    max_tokens: int | None = positive(default=None)  # override the dataset's length filter (e.g. 100)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Model size and optimisation, defaults from Jain & Wallace (2019)."""
+
+    embed_dim: int = positive(default=300)
+    hidden_size: int = positive(default=128)
+    vectors: str | None = None  # optional pretrained `.vec` file; random init otherwise
+    batch_size: int = positive(default=32)
+    lr: float = positive(default=1e-3)
+    weight_decay: float = non_negative(default=1e-5)
+    max_epochs: int = positive(default=40)
+    patience: int = positive(default=10)  # epochs without a better validation AUC before stopping
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """Feature importance and correlations on the test set (always computed: the point of every trial)."""
+
+    batch_size: int = positive(default=256)  # instances per gradient / LOO / attribution batch
+    loo_max_rows: int = positive(default=256)  # deleted sequences per LOO forward pass (256 fastest on 1 CPU)
+    # captum attributions beyond gradient and LOO (trainables/attributions.py); none by default, slow
+    attributions: tuple[str, ...] = one_of(ATTRIBUTION_METHODS, default=())
+    ig_steps: int = positive(default=50)  # Integrated Gradients path points (captum's default)
+    lime_samples: int = positive(default=500)  # LIME perturbations per instance
+    internal_batch_size: int = positive(default=256)  # rows per forward pass of the attribution methods
+
+
+@dataclass(frozen=True)
+class CounterfactualSettings:
+    """Jain & Wallace's adversarial attention search and attention permutation."""
+
+    enabled: bool = True
+    adversaries: int = positive(default=5)
+    steps: int = positive(default=500)
+    epsilon: float = positive(default=0.01)
+    penalty: float = positive(default=500.0)
+    lr: float = positive(default=0.01)
+    permutations: int = positive(default=100)
+    batch_size: int = positive(default=256)
+
+
+TRIAL_SECTIONS: dict[str, type] = {
+    "data": DataSettings,
+    "train": TrainSettings,
+    "explain": ExplainSettings,
+    "counterfactual": CounterfactualSettings,
+}
+
+
+def run_name(config: Mapping[str, Any]) -> str:
+    """`sst2-lstm-tanh-sparsemax-s1`: the grid axes of a trial."""
+    return "-".join(str(config[a]) for a in AXES[:-1]) + f"-s{config['seed']}"
+
+
+def check_axis_value(axis: str, value: Any) -> Any:
+    """`value` if it is allowed on grid axis `axis` (a known name, or a seed in 0..2³²−1)."""
+    if axis == "seed":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"grid.seed: {value!r} is not an integer in 0..{MAX_SEED}")
+    elif value not in AXIS_VALUES[axis]:
+        raise ConfigError(f"grid.{axis}: unknown value {value!r}; allowed: {', '.join(AXIS_VALUES[axis])}")
+    return value
+
+
+def build_section(cls: type, values: Any, where: str) -> Any:
+    """A settings dataclass from a mapping, rejecting unknown keys and bad types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(fields)}")
+    return cls(**{k: check_value(f"{where}.{k}", v, hints[k], fields[k].metadata) for k, v in values.items()})
+
+
+def check_value(where: str, value: Any, annotation: Any, meta: Mapping) -> Any:
+    """Validate one value against its type annotation; ints are accepted where floats are expected."""
+    if typing.get_origin(annotation) is tuple:
+        return _check_items(where, value, annotation, meta)
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{where}: null is not allowed; expected {_type_names(allowed)}")
+    for kind in allowed:
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+            break
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            break
+        if kind in (str, bool) and isinstance(value, kind):
+            break
+    else:
+        raise ConfigError(f"{where}: {value!r} is a {type(value).__name__}; expected {_type_names(allowed)}")
+    if meta.get("positive") and value <= 0:
+        raise ConfigError(f"{where}: {value!r} must be > 0")
+    if meta.get("non_negative") and value < 0:
+        raise ConfigError(f"{where}: {value!r} must be >= 0")
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{where}: unknown value {value!r}; allowed: {', '.join(choices)}")
+    return value
+
+
+def _check_items(where: str, value: Any, annotation: Any, meta: Mapping) -> tuple:
+    """Validate a list (or one value, read as a one-item list) against `tuple[X, ...]`; return a tuple."""
+    kind, ellipsis = typing.get_args(annotation)
+    if ellipsis is not Ellipsis:
+        raise TypeError(f"{where}: only tuple[X, ...] settings are supported, not {annotation}")
+    if value is None:
+        raise ConfigError(f"{where}: null is not allowed; expected a list of {_type_names((kind,))}")
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    checked = tuple(check_value(where, item, kind, meta) for item in items)
+    if len(set(checked)) != len(checked):
+        raise ConfigError(f"{where}: repeated value in {list(checked)!r}")
+    return checked
+
+
+def _type_names(kinds: tuple) -> str:
+    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
