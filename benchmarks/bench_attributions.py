@@ -17,7 +17,7 @@ from benchmarks import common  # first: it pins numpy/torch to one thread before
 # isort: split
 
 import argparse
-import time
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,41 +28,17 @@ from trainables.attributions import (
     DEFAULT_INTERNAL_BATCH_SIZE,
     DEFAULT_SAMPLES,
     DEFAULT_STEPS,
-    deeplift_importance,
-    integrated_gradients_importance,
-    lime_importance,
+    attribution_importance,
 )
 from trainables.importance import DEFAULT_MAX_ROWS, gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
-
-VOCAB_SIZE = 15000
+from trainables.registry import ATTRIBUTION_METHODS
 
 
 def sentence_lengths(path: Path, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     """`n` SST test lengths sampled without replacement (or synthetic ones), and their source."""
     lengths, source = common.sst_test_lengths(rng, path)
     return rng.choice(lengths, size=min(n, len(lengths)), replace=False), source
-
-
-def make_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Random-token sentences sorted by length into padded (tokens [B, T], mask [B, T]) batches."""
-    ordered = np.sort(lengths)
-    batches = []
-    for start in range(0, len(ordered), batch_size):
-        chunk = torch.from_numpy(ordered[start : start + batch_size])
-        mask = torch.arange(int(chunk.max())) < chunk.unsqueeze(1)
-        tokens = torch.from_numpy(rng.integers(1, VOCAB_SIZE, size=tuple(mask.shape))) * mask
-        batches.append((tokens, mask))
-    return batches
-
-
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -84,18 +60,25 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = AttentionClassifier(VOCAB_SIZE, embed_dim=300, hidden_size=128, attention="tanh").eval()
+    model = AttentionClassifier(common.VOCAB_SIZE, embed_dim=300, hidden_size=128, attention="tanh").eval()
     lengths, source = sentence_lengths(args.data, args.sentences, rng)
-    batches = make_batches(lengths, args.batch_size, rng)
+    batches = common.make_batches(lengths, args.batch_size, rng)
     internal = args.internal_batch_size
     methods: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
         "gradient": lambda t, m: gradient_importance(model, t, m),
         "loo": lambda t, m: leave_one_out_importance(model, t, m, DEFAULT_MAX_ROWS),
-        "integrated_gradients": lambda t, m: integrated_gradients_importance(
-            model, t, m, args.steps, internal
-        ),
-        "deeplift": lambda t, m: deeplift_importance(model, t, m, internal),
-        "lime": lambda t, m: lime_importance(model, t, m, args.samples, internal, args.seed),
+        **{
+            method: functools.partial(
+                attribution_importance,
+                method,
+                model,
+                steps=args.steps,
+                samples=args.samples,
+                internal_batch_size=internal,
+                seed=args.seed,
+            )
+            for method in ATTRIBUTION_METHODS
+        },
     }
     warm_tokens, warm_mask = batches[0][0][:2], batches[0][1][:2]
     for compute in methods.values():  # one-time allocations, kernel selection, lazy imports (sklearn)
@@ -112,7 +95,7 @@ def main() -> None:
     print(f"threads: {torch.get_num_threads()}")
     scale = common.SST_TEST_SIZE / len(lengths)
     for name, compute in methods.items():
-        wall, cpu = timed(lambda compute=compute: [compute(*batch) for batch in batches])
+        wall, cpu = common.timed(lambda compute=compute: [compute(*batch) for batch in batches])
         print(f"{name}_s: {wall:.2f}")
         print(f"{name}_cpu_s: {cpu:.2f}")
         print(f"{name}_sst_test_s: {wall * scale:.1f}")

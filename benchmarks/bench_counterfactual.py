@@ -19,8 +19,6 @@ import torch
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.model import AttentionClassifier
 
-VOCAB_SIZE = 15000
-
 
 def length_buckets(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Instance indices sorted by length and cut into batches, so each batch pads little."""
@@ -38,7 +36,7 @@ def frozen_batches(
         for bucket in length_buckets(lengths, batch_size):
             sizes = torch.tensor([lengths[index] for index in bucket])
             mask = torch.arange(int(sizes.max())) < sizes.unsqueeze(1)
-            tokens = torch.randint(1, VOCAB_SIZE, mask.shape, generator=generator) * mask
+            tokens = torch.randint(1, common.VOCAB_SIZE, mask.shape, generator=generator) * mask
             hidden = model.encode(model.embed(tokens), mask)
             batches.append((hidden, mask, model.attend(hidden, mask)))
     return batches
@@ -52,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = AttentionClassifier(vocab_size=VOCAB_SIZE, embed_dim=300, hidden_size=128).eval()
+    model = AttentionClassifier(vocab_size=common.VOCAB_SIZE, embed_dim=300, hidden_size=128).eval()
     lengths_array, source = common.sst_test_lengths(np.random.default_rng(0))
     lengths = [int(length) for length in lengths_array]
     start = time.perf_counter()

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from sweep.config import CounterfactualSettings, ExplainSettings
 from trainables.data import prepare
 from trainables.explain import explain
-from trainables.model import ATTENTIONS, NORMALIZERS, AttentionClassifier
+from trainables.model import AttentionClassifier
+from trainables.settings import ATTENTIONS, NORMALIZERS, CounterfactualSettings, ExplainSettings
 
 IMPORTANCE_TARGET_S = 15.0  # gradient + leave-one-out + correlation
 ADVERSARIAL_TARGET_S = 90.0  # at the default 500 steps

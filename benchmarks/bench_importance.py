@@ -12,7 +12,6 @@ from benchmarks import common  # first: it pins numpy/torch to one thread before
 
 # isort: split
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,20 +25,7 @@ from trainables.importance import (
 )
 from trainables.model import AttentionClassifier
 
-VOCAB_SIZE = 15000
 SUBSET = 200
-
-
-def make_batches(
-    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Random-token sentences bucketed by length into padded (tokens [B, T], mask [B, T]) batches."""
-    batches = []
-    for chunk in np.array_split(np.sort(lengths), max(1, -(-len(lengths) // batch_size))):
-        mask = torch.arange(chunk.max()) < torch.from_numpy(chunk).unsqueeze(1)
-        tokens = torch.from_numpy(rng.integers(1, VOCAB_SIZE, size=mask.shape)) * mask
-        batches.append((tokens, mask))
-    return batches
 
 
 def unbatch(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
@@ -80,13 +66,6 @@ def leave_one_out_one_by_one(model: AttentionClassifier, sentences: list[torch.T
                 (full - probability(model, shorter)).abs()
 
 
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of one call; they differ when other processes share the cores."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def time_one_by_one(
     work: Callable[[list[torch.Tensor]], None],
     sentences: list[torch.Tensor],
@@ -100,12 +79,12 @@ def time_one_by_one(
     scales by the number of forward passes per sentence [N], not by the number of tokens.
     """
     if len(sentences) <= SUBSET:
-        return *timed(lambda: work(sentences)), "measured"
+        return *common.timed(lambda: work(sentences)), "measured"
     subset = np.random.default_rng(seed).choice(len(sentences), size=SUBSET, replace=False)
-    wall, cpu = timed(lambda: work([sentences[i] for i in subset]))
+    wall, cpu = common.timed(lambda: work([sentences[i] for i in subset]))
     scale = passes.sum() / passes[subset].sum()
     if wall * scale <= budget:
-        return *timed(lambda: work(sentences)), "measured"
+        return *common.timed(lambda: work(sentences)), "measured"
     return wall * scale, cpu * scale, f"extrapolated from {SUBSET} random sentences of {len(sentences)}"
 
 
@@ -124,14 +103,14 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    model = AttentionClassifier(VOCAB_SIZE, embed_dim=300, hidden_size=128, attention="tanh").eval()
+    model = AttentionClassifier(common.VOCAB_SIZE, embed_dim=300, hidden_size=128, attention="tanh").eval()
     lengths, source = common.sst_test_lengths(rng, args.data)
-    batches = make_batches(lengths, args.batch_size, rng)
+    batches = common.make_batches(lengths, args.batch_size, rng)
     gradient_importance(model, *batches[0])  # warm-up: one-time allocations and kernel selection
     leave_one_out_importance(model, *batches[0], max_rows=args.max_rows)
 
-    gradient, gradient_cpu = timed(lambda: [gradient_importance(model, *batch) for batch in batches])
-    loo, loo_cpu = timed(
+    gradient, gradient_cpu = common.timed(lambda: [gradient_importance(model, *batch) for batch in batches])
+    loo, loo_cpu = common.timed(
         lambda: [leave_one_out_importance(model, *batch, max_rows=args.max_rows) for batch in batches]
     )
     print(f"lengths: {source}")

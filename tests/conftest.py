@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "brilliant", "charming"]
-NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "messy", "tedious", "bland"]
-NEUTRAL = ["the", "film", "a", "story", "with", "and", "plot", "actors", "is", "of", "this", "movie"]
-
-
-def sentiment_rows(n: int, seed: int, min_len: int = 4, max_len: int = 14) -> list[tuple[str, int]]:
-    """`n` sentences whose label is given by their sentiment words: learnable by a tiny model."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
-        cue = POSITIVE if label else NEGATIVE
-        length = int(rng.integers(min_len, max_len + 1))
-        words = list(rng.choice(NEUTRAL, size=length))
-        for position in rng.choice(length, size=max(1, length // 4), replace=False):
-            words[position] = str(rng.choice(cue))
-        rows.append((" ".join(words), label))
-    return rows
-
-
-def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] = ("text", "label")) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from tests.helpers import sentiment_rows, write_csv
 
 
 @pytest.fixture
@@ -52,8 +24,10 @@ def ray_cluster():
     connect to clusters of their own (test_cluster.py) find no driver already attached."""
     import ray
 
+    from sweep import environment
     from sweep.runner import runtime_env
 
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env())
+    variables = environment.set_up(tracking_uri="sqlite://")
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env(variables))
     yield ray
     ray.shutdown()

@@ -23,8 +23,8 @@ from analysis.__main__ import main
 from analysis.tables import Cell, TableSpec, build
 from sweep.config import load_preset
 from sweep.runner import PROJECT_ROOT, SweepOptions, SweepResult, run_sweep
-from tests.conftest import sentiment_rows, write_csv
-from trainables.tracking import AXES
+from tests.helpers import sentiment_rows, write_csv
+from trainables.settings import AXES
 
 pytestmark = pytest.mark.ray
 

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sweep.config import CounterfactualSettings, ExplainSettings
-from tests.test_importance import BAD_BATCHES, LENGTHS, make_batch, make_model
+from tests.helpers import BAD_BATCHES, LENGTHS, make_batch, make_model
 from trainables.attributions import (
-    METHODS,
     ClassProbabilities,
     attribution_importance,
     padding_baseline,
@@ -22,9 +20,12 @@ from trainables.attributions import (
     signed_lime,
 )
 from trainables.data import Split
-from trainables.explain import PAIRS, explain, importance_pairs
+from trainables.explain import explain
 from trainables.importance import gradient_importance
 from trainables.model import AttentionClassifier
+from trainables.registry import ATTRIBUTION_METHODS as METHODS
+from trainables.registry import pairs
+from trainables.settings import CounterfactualSettings, ExplainSettings
 
 CONFIGS = list(itertools.product(("tanh", "dot"), ("softmax", "sparsemax")))
 SMALL = {"steps": 16, "samples": 40, "internal_batch_size": 64, "seed": 3}  # keeps LIME cheap
@@ -250,17 +251,17 @@ def test_unknown_method_raises() -> None:
         attribution_importance("shap", make_model("tanh", "softmax"), tokens, mask)
 
 
+def names(pairs_of_measures) -> list[str]:
+    return [pair.name for pair in pairs_of_measures]
+
+
 def test_pairs_cover_every_pair_of_enabled_measures_in_a_fixed_order() -> None:
-    assert (
-        PAIRS
-        == importance_pairs(())
-        == {
-            "attn_grad": ("attention", "gradient"),
-            "attn_loo": ("attention", "loo"),
-            "grad_loo": ("gradient", "loo"),
-        }
-    )
-    assert list(importance_pairs(["lime", "integrated_gradients"])) == [
+    assert [(pair.name, pair.first.name, pair.second.name) for pair in pairs(())] == [
+        ("attn_grad", "attention", "gradient"),
+        ("attn_loo", "attention", "loo"),
+        ("grad_loo", "gradient", "loo"),
+    ]
+    assert names(pairs(["lime", "integrated_gradients"])) == [
         "attn_grad",
         "attn_loo",
         "attn_ig",
@@ -272,9 +273,9 @@ def test_pairs_cover_every_pair_of_enabled_measures_in_a_fixed_order() -> None:
         "loo_lime",
         "ig_lime",
     ]
-    assert len(importance_pairs(METHODS)) == 6 * 5 // 2 and "ig_dl" in importance_pairs(METHODS)
+    assert len(pairs(METHODS)) == 6 * 5 // 2 and "ig_dl" in names(pairs(METHODS))
     with pytest.raises(ValueError, match="unknown attribution method 'shap'"):
-        importance_pairs(["shap"])
+        pairs(["shap"])
 
 
 @functools.cache
@@ -292,8 +293,7 @@ def tiny_explanation():
 
 def test_explain_logs_the_enabled_attributions() -> None:
     explanation, sentences = tiny_explanation()
-    pairs = importance_pairs(METHODS)
-    for pair in pairs:
+    for pair in names(pairs(METHODS)):
         assert f"kendall_{pair}" in explanation.instances
         assert f"kendall/{pair}/all/mean" in explanation.metrics
         assert f"topk_nz/{pair}/1/n_nan" in explanation.metrics
@@ -315,7 +315,7 @@ def test_explain_without_attributions_keeps_the_three_pairs() -> None:
         model, split, ExplainSettings(), CounterfactualSettings(enabled=False), torch.device("cpu"), seed=1
     )
     pairs = {name.split("/")[1] for name in explanation.metrics if name.startswith("kendall/")}
-    assert pairs == set(PAIRS)
+    assert pairs == {"attn_grad", "attn_loo", "grad_loo"}
     assert list(explanation.tokens.columns) == ["index", "token_ids", "attention", "gradient", "loo"]
     assert not any(
         name.startswith(("time/integrated", "time/deeplift", "time/lime")) for name in explanation.metrics

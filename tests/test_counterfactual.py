@@ -150,9 +150,10 @@ def test_decoder_reading_one_token_keeps_its_weight_within_epsilon():
 
 def test_adversarial_search_is_deterministic_and_seed_dependent():
     model, hidden, mask, attention = tiny_model_inputs("softmax")
-    first = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seed=3)
-    again = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seed=3)
-    other = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seed=4)
+    seeds, other_seeds = [3] * len(mask), [4] * len(mask)
+    first = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seeds=seeds)
+    again = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seeds=seeds)
+    other = adversarial_attention(model.decode, hidden, mask, attention, steps=30, seeds=other_seeds)
     assert torch.equal(first.distribution, again.distribution)
     assert not torch.equal(first.distribution, other.distribution)
 
@@ -225,8 +226,9 @@ def test_permutation_with_attention_blind_decoder_changes_nothing():
 
 def test_permutation_on_tiny_model_is_deterministic_and_zero_for_one_token():
     model, hidden, mask, attention = tiny_model_inputs("softmax")
-    first = permutation_output_diff(model.decode, hidden, mask, attention, n_permutations=30, seed=1)
-    again = permutation_output_diff(model.decode, hidden, mask, attention, n_permutations=30, seed=1)
+    seeds = [1] * len(mask)
+    first = permutation_output_diff(model.decode, hidden, mask, attention, n_permutations=30, seeds=seeds)
+    again = permutation_output_diff(model.decode, hidden, mask, attention, n_permutations=30, seeds=seeds)
     assert torch.equal(first.median_output_diff, again.median_output_diff)
     assert first.median_output_diff[3].item() == 0.0  # the length-1 row
     # With 2 tokens half the permutations are the identity, so only longer rows must move.
@@ -251,8 +253,7 @@ def test_permutation_median_matches_direct_computation():
 def test_permute_attention_shuffles_real_tokens_only():
     attention = torch.tensor([[0.0, 0.5, 0.3, 0.0, 0.2], [0.7, 0.3, 0.0, 0.0, 0.0]])
     mask = torch.tensor([[False, True, True, False, True], [True, True, False, False, False]])
-    generator = torch.Generator().manual_seed(0)
-    permuted = permute_attention(attention, mask, 50, generator)
+    permuted = permute_attention(attention, mask, 50, seeds=[0, 1])
     assert permuted.shape == (2, 50, 5)
     assert (permuted[~mask.unsqueeze(1).expand_as(permuted)] == 0).all()
     for row in range(2):
@@ -270,3 +271,33 @@ def test_permutation_rejects_bad_count():
     )
     with pytest.raises(ValueError, match="n_permutations must be >= 1, got 0"):
         permutation_output_diff(constant_decode, hidden, mask, attention, n_permutations=0)
+
+
+def test_a_row_of_the_searches_depends_on_its_seed_only_not_on_its_batch():
+    """Each instance draws from its own seed: run alone, or in a wider batch beside other rows, an
+    instance gets the same adversary and the same permutation effect."""
+    model, hidden, mask, attention = tiny_model_inputs("softmax")
+    seeds = list(range(11, 11 + len(mask)))
+    together = adversarial_attention(model.decode, hidden, mask, attention, steps=20, seeds=seeds)
+    permuted = permutation_output_diff(model.decode, hidden, mask, attention, n_permutations=15, seeds=seeds)
+    for row, length in enumerate(mask.sum(1).tolist()):
+        alone_inputs = (hidden[row : row + 1, :length], mask[row : row + 1, :length])
+        alone = adversarial_attention(
+            model.decode, *alone_inputs, attention[row : row + 1, :length], steps=20, seeds=[seeds[row]]
+        )
+        torch.testing.assert_close(alone.distribution[0], together.distribution[row, :length])
+        torch.testing.assert_close(alone.max_jsd[0], together.max_jsd[row])
+        alone_permuted = permutation_output_diff(
+            model.decode,
+            *alone_inputs,
+            attention[row : row + 1, :length],
+            n_permutations=15,
+            seeds=[seeds[row]],
+        )
+        torch.testing.assert_close(alone_permuted.median_output_diff[0], permuted.median_output_diff[row])
+
+
+def test_the_searches_need_one_seed_per_row():
+    model, hidden, mask, attention = tiny_model_inputs("softmax")
+    with pytest.raises(ValueError, match=f"seeds must hold one seed per instance \\({len(mask)}\\), got 1"):
+        adversarial_attention(model.decode, hidden, mask, attention, steps=2, seeds=[1])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import sentiment_rows, write_csv
+from tests.helpers import sentiment_rows, write_csv
 from trainables import data
 from trainables.data import DataError, build_vocab, length_batches, pad, prepare, tokenize
 

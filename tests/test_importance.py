@@ -7,33 +7,11 @@ import itertools
 import pytest
 import torch
 
+from tests.helpers import BAD_BATCHES, LENGTHS, make_batch, make_model
 from trainables.importance import gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
 
-LENGTHS = [5, 1, 3, 7, 2, 4]
 CONFIGS = list(itertools.product(("tanh", "dot"), ("softmax", "sparsemax")))
-
-
-def make_model(attention: str, normalizer: str) -> AttentionClassifier:
-    """Tiny float64 classifier with a decoder scaled up so probabilities spread away from 0.5."""
-    torch.manual_seed(0)
-    model = AttentionClassifier(
-        vocab_size=50, embed_dim=8, hidden_size=4, attention=attention, normalizer=normalizer
-    ).double()
-    with torch.no_grad():
-        model.decoder.weight.mul_(20)
-    return model
-
-
-def make_batch(
-    lengths: list[int], width: int | None = None, seed: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random token ids 1..49, left-aligned, zero-padded to `width` (default: the longest row)."""
-    generator = torch.Generator().manual_seed(seed)
-    width = width or max(lengths)
-    mask = torch.arange(width) < torch.tensor(lengths).unsqueeze(1)
-    tokens = torch.randint(1, 50, (len(lengths), width), generator=generator) * mask
-    return tokens, mask
 
 
 def probability(model: AttentionClassifier, tokens: torch.Tensor) -> float:
@@ -113,15 +91,6 @@ def test_leave_one_out_of_length_one_row_is_distance_to_empty_input(model: Atten
 
 
 # (tokens, mask, message fragment): batches every importance and attribution function must refuse
-BAD_BATCHES = [
-    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool), "differs from tokens shape"),
-    (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.bool), r"tokens must be \[B, T\]"),
-    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), "mask must be bool"),
-    (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
-    (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
-]
-
-
 @pytest.mark.parametrize("method", ["gradient", "leave_one_out"])
 def test_row_importance_does_not_depend_on_batch(model: AttentionClassifier, method: str) -> None:
     compute = gradient_importance if method == "gradient" else leave_one_out_importance

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from trainables.data import Split
-from trainables.model import ENCODERS, NORMALIZERS, AttentionClassifier, Normalizer
+from trainables.model import AttentionClassifier, Normalizer
+from trainables.settings import ENCODERS, NORMALIZERS
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
 SETTINGS = list(itertools.product(ENCODERS, ["tanh", "dot"], NORMALIZERS))

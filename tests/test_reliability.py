@@ -15,7 +15,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import run_sweep
-from tests.conftest import write_csv
+from sweep.config import load_config
+from sweep.runner import SweepOptions
+from sweep.runner import run_sweep as start_sweep_in_process
+from sweep.summary import tally
+from tests.helpers import write_csv
+from trainables.settings import run_name
+from trainables.trial import TrialHooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,23 +163,25 @@ def loss_steps(out: Path, run) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
 
 
+def fail_once_after_epoch_0(config: dict, epoch: int, resumed: bool) -> None:
+    if epoch == 0 and not resumed:
+        raise RuntimeError("trial failed on purpose after epoch 0")
+
+
+def fail_sparsemax_trial(config: dict) -> None:
+    if config["normalizer"] == "sparsemax":
+        raise RuntimeError(f"trial {run_name(config)} failed on purpose")
+
+
 @pytest.mark.ray
-def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(
-    ray_cluster, sst_dir, tmp_path, capsys
-):
-    config = smoke_yaml(
-        tmp_path,
-        "faulty",
-        faults={"fail_after_epoch": 0, "fail_trial": "sst2-lstm-tanh-sparsemax-s1"},
-        resources={"max_failures": 1},
-    )
+def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(ray_cluster, sst_dir, tmp_path):
+    config = load_config(smoke_yaml(tmp_path, "faulty", resources={"max_failures": 1}))
+    hooks = TrialHooks(before_training=fail_sparsemax_trial, after_epoch=fail_once_after_epoch_0)
     out = tmp_path / "out"
-    code = run_sweep.main(["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)])
-    printed = capsys.readouterr().out
-    assert code == 1
+    result = start_sweep_in_process(config, SweepOptions(data_dir=sst_dir, output_dir=out), hooks=hooks)
+    assert tally(result.summary) == "2 trials: 1 finished, 1 failed, 0 unfinished"
     assert (
-        "2 trials: 1 finished, 1 failed, 0 unfinished" in printed
-        and "failed on purpose (faults.fail_trial)" in printed
+        "failed on purpose" in result.summary.set_index("trial").loc["sst2-lstm-tanh-sparsemax-s1", "error"]
     )
     runs = runs_by_name(out, "faulty")
     recovered, failed = runs["sst2-lstm-tanh-softmax-s1"], runs["sst2-lstm-tanh-sparsemax-s1"]
@@ -183,6 +191,7 @@ def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(
         1,
     ]  # failed after epoch 0, resumed from its checkpoint: no repeat
     assert failed.info.status == "FAILED"
+    assert not any(name.startswith("faults") for name in recovered.data.params)  # hooks are not settings
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     traceback = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
     assert "RuntimeError: trial sst2-lstm-tanh-sparsemax-s1 failed on purpose" in Path(traceback).read_text()

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.config import ConfigError, load_config, load_preset, with_overrides
 from sweep.runner import SweepOptions, run_sweep
-from tests.conftest import sentiment_rows, write_csv
+from tests.helpers import sentiment_rows, write_csv
 
 pytestmark = pytest.mark.ray
 

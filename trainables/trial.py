@@ -109,12 +109,16 @@ def restore_state() -> TrialState | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        path = Path(folder) / CHECKPOINT_FILE
-        try:
-            return TrialState.from_checkpoint(torch.load(path, weights_only=True))
-        except Exception as error:  # a missing, truncated or foreign file: say which, in one line
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
+        return load_state(Path(folder) / CHECKPOINT_FILE)
+
+
+def load_state(path: Path) -> TrialState:
+    """A saved `TrialState`, loaded with `weights_only=True`; anything unreadable is one `CheckpointError`."""
+    try:
+        return TrialState.from_checkpoint(torch.load(path, weights_only=True))
+    except Exception as error:  # a missing, truncated or foreign file: say which, in one line
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def report_epoch(metrics: dict[str, float], state: TrialState) -> None:

@@ -1,0 +1,73 @@
+"""Helpers shared by the tests: generated data in the `../shared/datasets` layout, tiny models and batches."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.model import AttentionClassifier
+
+LENGTHS = [5, 1, 3, 7, 2, 4]
+
+POSITIVE = ["good", "great", "superb", "lovely", "fun", "moving", "brilliant", "charming"]
+NEGATIVE = ["bad", "awful", "dull", "boring", "weak", "messy", "tedious", "bland"]
+NEUTRAL = ["the", "film", "a", "story", "with", "and", "plot", "actors", "is", "of", "this", "movie"]
+
+
+def sentiment_rows(n: int, seed: int, min_len: int = 4, max_len: int = 14) -> list[tuple[str, int]]:
+    """`n` sentences whose label is given by their sentiment words: learnable by a tiny model."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        cue = POSITIVE if label else NEGATIVE
+        length = int(rng.integers(min_len, max_len + 1))
+        words = list(rng.choice(NEUTRAL, size=length))
+        for position in rng.choice(length, size=max(1, length // 4), replace=False):
+            words[position] = str(rng.choice(cue))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] = ("text", "label")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def make_model(attention: str, normalizer: str) -> AttentionClassifier:
+    """Tiny float64 classifier with a decoder scaled up so probabilities spread away from 0.5."""
+    torch.manual_seed(0)
+    model = AttentionClassifier(
+        vocab_size=50, embed_dim=8, hidden_size=4, attention=attention, normalizer=normalizer
+    ).double()
+    with torch.no_grad():
+        model.decoder.weight.mul_(20)
+    return model
+
+
+def make_batch(
+    lengths: list[int], width: int | None = None, seed: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token ids 1..49, left-aligned, zero-padded to `width` (default: the longest row)."""
+    generator = torch.Generator().manual_seed(seed)
+    width = width or max(lengths)
+    mask = torch.arange(width) < torch.tensor(lengths).unsqueeze(1)
+    tokens = torch.randint(1, 50, (len(lengths), width), generator=generator) * mask
+    return tokens, mask
+
+
+# Batches that every per-token importance function must refuse: (tokens, mask, error fragment).
+BAD_BATCHES = [
+    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool), "differs from tokens shape"),
+    (torch.ones(3, dtype=torch.long), torch.ones(3, dtype=torch.bool), r"tokens must be \[B, T\]"),
+    (torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), "mask must be bool"),
+    (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
+    (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
+]
