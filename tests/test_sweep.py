@@ -10,9 +10,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from sweep.config import ConfigError, load_config, load_preset, with_overrides
+from analysis import analyze, load_instances
+from analysis.figures import agreement_figure, density_figure
+from sweep.config import ConfigError, load_config, load_preset, parse_config, with_overrides
 from sweep.runner import SweepOptions, run_sweep
 from tests.helpers import sentiment_rows, write_csv
+from trainables import registry
+from trainables.registry import ATTRIBUTION_METHODS
 
 pytestmark = pytest.mark.ray
 
@@ -171,3 +175,38 @@ def test_the_smoke_preset_with_attributions_logs_every_pair_and_token_vector(ray
         tokens = pd.read_parquet(folder)
         for method in ("integrated_gradients", "deeplift", "lime"):
             assert [len(v) for v in tokens[method]] == [len(t) for t in tokens["token_ids"]]
+
+
+def test_the_analysis_of_a_sweep_with_attributions_shows_every_pair(ray_cluster, data_dir, tmp_path):
+    raw = load_preset("smoke").to_dict()
+    raw.update(name="smoke-xai-analysis", grid={**raw["grid"], "normalizer": ["softmax"]})
+    raw["explain"].update(attributions=list(ATTRIBUTION_METHODS), ig_steps=4, lime_samples=16)
+    raw["counterfactual"].update(steps=5, permutations=3)
+    config = parse_config(raw, "test")
+    out = tmp_path / "out"
+    result = run_sweep(config, SweepOptions(data_dir=data_dir, output_dir=out))
+    assert result.failed == 0
+    folder = analyze(config.name, result.tracking_uri, out / "analysis")
+    every_pair = registry.pairs(ATTRIBUTION_METHODS)
+    assert len(every_pair) == 15
+    topk = pd.read_csv(folder / "tables" / "table2_topk.csv")
+    agreement = pd.read_csv(folder / "tables" / "agreement_all_pairs.csv")
+    for pair in every_pair:
+        assert {f"topk_avg/{pair.name}/0/mean", f"topk_nz/{pair.name}/1/mean"} <= set(topk["metric"]), pair
+        row = agreement[agreement["metric"] == f"kendall/{pair.name}/all/mean"]
+        assert len(row) == 1 and row["n_seeds"].item() == 1 and row["mean"].notna().item(), pair
+    timing = set(pd.read_csv(folder / "tables" / "timing.csv")["metric"])
+    assert {f"time/{method}_s" for method in ATTRIBUTION_METHODS} <= timing
+    setting = {"dataset": "sst2", "encoder": "lstm", "attention": "tanh", "normalizer": "softmax"}
+    name = "sst2-lstm-tanh-softmax"
+    assert (folder / "figures" / f"density_{name}.png").exists()
+    assert (folder / "figures" / f"agreement_{name}.png").exists()
+    instances = load_instances(config.name, result.tracking_uri)
+    legends = {
+        text.get_text().split(" (")[0]
+        for ax in density_figure(instances, setting).axes
+        for text in ax.get_legend().get_texts()
+    }
+    assert legends == {pair.label for pair in every_pair}
+    matrix = agreement_figure(instances, setting).axes[0]
+    assert len(matrix.texts) == 2 * len(every_pair)  # each pair's mean, above and below the diagonal
