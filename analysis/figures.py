@@ -110,7 +110,7 @@ def pair_rows(pairs: tuple[Pair, ...]) -> list[tuple[str, tuple[Pair, ...]]]:
         return [("", pairs)]
     attention = tuple(pair for pair in pairs if pair.first.name == "attention")
     others = tuple(pair for pair in pairs if pair.first.name != "attention")
-    return [("attention vs importance measures: ", attention), ("between importance measures: ", others)]
+    return [("attention vs importance measures\n", attention), ("between importance measures\n", others)]
 
 
 def density_figure(instances: pd.DataFrame, setting: dict) -> Figure:
@@ -121,7 +121,7 @@ def density_figure(instances: pd.DataFrame, setting: dict) -> Figure:
     for (title, pairs), row in zip(rows, axes, strict=True):
         for ax, statistic in zip(row, STATISTICS, strict=True):
             draw_statistic(ax, instances, statistic.name, pairs)
-            ax.set_title(title + statistic.label, fontsize="medium")
+            ax.set_title(title + statistic.label)
             ax.set_xlabel(TAU_LABEL)
             ax.set_ylabel(DENSITY_LABEL)
             ax.legend(fontsize="small", loc="upper left")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trainables.model import AttentionClassifier
+from trainables.settings import run_name
 
 LENGTHS = [5, 1, 3, 7, 2, 4]
 
@@ -71,3 +72,15 @@ BAD_BATCHES = [
     (torch.ones(0, 3, dtype=torch.long), torch.ones(0, 3, dtype=torch.bool), "non-empty"),
     (torch.ones(1, 3, dtype=torch.long), torch.tensor([[True, False, True]]), "left-aligned"),
 ]
+
+
+# Trial hooks (trainables.trial.TrialHooks) that make trials fail on purpose. They live in a module the
+# trial workers can import, since Ray pickles them by reference.
+def fail_once_after_epoch_0(config: dict, epoch: int, resumed: bool) -> None:
+    if epoch == 0 and not resumed:
+        raise RuntimeError("trial failed on purpose after epoch 0")
+
+
+def fail_sparsemax_trial(config: dict) -> None:
+    if config["normalizer"] == "sparsemax":
+        raise RuntimeError(f"trial {run_name(config)} failed on purpose")

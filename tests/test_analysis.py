@@ -28,7 +28,14 @@ from trainables.settings import AXES
 
 pytestmark = pytest.mark.ray
 
-TABLES = ("table1_kendall_softmax", "table2_topk", "counterfactual", "model_quality", "timing")
+TABLES = (
+    "table1_kendall_softmax",
+    "table2_topk",
+    "agreement_all_pairs",
+    "counterfactual",
+    "model_quality",
+    "timing",
+)
 SETTINGS = ("sst2-lstm-tanh-softmax", "sst2-lstm-tanh-sparsemax")
 TEST_SIZE = 60
 

@@ -19,8 +19,7 @@ from sweep.config import load_config
 from sweep.runner import SweepOptions
 from sweep.runner import run_sweep as start_sweep_in_process
 from sweep.summary import tally
-from tests.helpers import write_csv
-from trainables.settings import run_name
+from tests.helpers import fail_once_after_epoch_0, fail_sparsemax_trial, write_csv
 from trainables.trial import TrialHooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,16 +160,6 @@ def runs_by_name(out: Path, experiment: str) -> dict:
 def loss_steps(out: Path, run) -> list[int]:
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
-
-
-def fail_once_after_epoch_0(config: dict, epoch: int, resumed: bool) -> None:
-    if epoch == 0 and not resumed:
-        raise RuntimeError("trial failed on purpose after epoch 0")
-
-
-def fail_sparsemax_trial(config: dict) -> None:
-    if config["normalizer"] == "sparsemax":
-        raise RuntimeError(f"trial {run_name(config)} failed on purpose")
 
 
 @pytest.mark.ray
