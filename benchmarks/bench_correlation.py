@@ -13,7 +13,7 @@ from functools import partial
 
 import numpy as np
 
-from tests.test_correlation import reference_top_k_tau  # the slow reference the tests check against
+from tests.reference import reference_top_k_tau  # the slow reference the tests check against
 from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau
 
 N_MEASURES = 3  # attention, gradients, leave-one-out: 3 pairs to correlate

@@ -1,4 +1,3 @@
-import itertools
 import math
 import warnings
 
@@ -6,41 +5,18 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from tests.reference import reference_published_top_k_tau, reference_top_k_tau
 from trainables.correlation import (
     batch_correlations,
     batch_kendall_tau,
+    batch_published_top_k_tau,
     batch_top_k_kendall_tau,
     kendall_tau,
+    published_top_k_tau,
     significant_fraction,
     summarize,
     top_k_kendall_tau,
 )
-
-
-def reference_top_k_tau(x, y, k, p=0.5):
-    """Fagin et al.'s K^(p), case by case over pairs, rescaled to [-1, 1]: the slow cross-check."""
-    k = min(k, len(x))
-    top1 = sorted(range(len(x)), key=lambda i: (-x[i], i))[:k]
-    top2 = sorted(range(len(y)), key=lambda i: (-y[i], i))[:k]
-    pos1 = {item: rank for rank, item in enumerate(top1)}
-    pos2 = {item: rank for rank, item in enumerate(top2)}
-    distance = 0.0
-    for i, j in itertools.combinations(sorted(set(top1) | set(top2)), 2):
-        if i in pos1 and j in pos1 and i in pos2 and j in pos2:  # Case 1: ordered by both lists.
-            distance += (pos1[i] < pos1[j]) != (pos2[i] < pos2[j])
-        elif i in pos1 and j in pos1 and (i in pos2) != (j in pos2):  # Case 2: both in list 1.
-            inside = i if i in pos2 else j
-            outside = j if inside == i else i
-            distance += pos1[outside] < pos1[inside]
-        elif i in pos2 and j in pos2 and (i in pos1) != (j in pos1):  # Case 2: both in list 2.
-            inside = i if i in pos1 else j
-            outside = j if inside == i else i
-            distance += pos2[outside] < pos2[inside]
-        elif (i in pos1) != (j in pos1) and (i in pos2) != (j in pos2):  # Case 3: one only in each list.
-            distance += 1
-        else:  # Case 4: both in one list, neither in the other.
-            distance += p
-    return 1 - 2 * distance / (k * k + p * k * (k - 1))
 
 
 def random_pair(rng, n, ties=False):
@@ -178,6 +154,72 @@ def test_top_k_properties():
         assert kendall_tau(np.exp(x), y)[0] == pytest.approx(kendall_tau(x, y)[0])
 
 
+# Published top-k tau -------------------------------------------------------------------------------
+
+
+def test_published_k_1_is_one_whether_or_not_the_top_items_agree():
+    # z = 1: tau-b over one item is undefined, term1 = 0. z = 0: term4 = 2 * 0.5 * C(1, 2) = 0.
+    x = [3.0, 2.0, 1.0]
+    assert published_top_k_tau(x, x, 1) == 1.0
+    assert published_top_k_tau(x, [1.0, 2.0, 3.0], 1) == 1.0
+
+
+def test_published_disjoint_top_2_lists_by_hand():
+    # z = 0, |S| = |T| = 2: term1 = term2 = 0, term4 = 2 * 0.5 * C(2, 2) = 1; 1 - 2 * 1 / 4**2 = 0.875.
+    assert published_top_k_tau([4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], 2) == pytest.approx(0.875)
+
+
+def test_published_partial_overlap_by_hand():
+    # k = 3; top of x = [a, b, c], of y = [a, c, d]: Z = {a, c}, S = {b}, T = {d}.
+    # term1: x and y both order a above c, tau_b = 1, term1 = 0.
+    # term2: (i in Z, j in S) with x[i] < x[j]: x[c] < x[b], 1 pair; (i in Z, j in T) with y[i] < y[j]: 0.
+    # term4 = 2 * 0.5 * C(1, 2) = 0. Value 1 - 2 * 1 / (1 + 1 + 2)**2 = 0.875.
+    x = [4.0, 3.0, 2.0, 1.0]
+    y = [4.0, 1.0, 3.0, 2.0]
+    assert published_top_k_tau(x, y, 3) == pytest.approx(0.875)
+    # y = [2, 1, 4, 3]: top of y = [c, d, a], Z = {a, c} again but y orders c above a: tau_b = -1,
+    # term1 = (1 - 0) * 2**2 = 4. term2 adds x[c] < x[b] and now also y[a] < y[d]: 2. 1 - 2 * 6 / 16.
+    assert published_top_k_tau(x, [2.0, 1.0, 4.0, 3.0], 3) == pytest.approx(1 - 12 / 16)
+
+
+def test_published_at_full_length_is_kendall_tau_b():
+    rng = np.random.default_rng(4)
+    for trial in range(100):
+        n = int(rng.integers(2, 25))
+        x, y = random_pair(rng, n, ties=trial % 2 == 0)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        expected = scipy.stats.kendalltau(x, y).statistic
+        assert published_top_k_tau(x, y, n) == pytest.approx(expected), (x, y)
+        assert published_top_k_tau(x, y, n + 5) == pytest.approx(expected), (x, y)
+
+
+def test_published_ties_break_to_lower_index():
+    # k = 2: x = [1, 1, 1, 0] ties three ways; its top 2 is {0, 1}, disjoint from y's {3, 2}: 0.875.
+    # Had the tie gone to position 2, Z = {2}, and y[2] < y[3] would give term2 = 1 and 1 - 2 / 9.
+    assert published_top_k_tau([1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0], 2) == pytest.approx(0.875)
+
+
+@pytest.mark.parametrize("x, y", [([], []), ([1.0], [2.0]), ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])])
+def test_published_undefined_is_nan_without_warnings(x, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(published_top_k_tau(x, y, 1))
+        assert math.isnan(published_top_k_tau(y, x, 2))
+
+
+def test_published_matches_reference_on_random_cases():
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n = int(rng.integers(2, 30))
+        x, y = random_pair(rng, n, ties=trial % 2 == 0)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        k = int(rng.integers(1, n + 3))
+        expected = reference_published_top_k_tau(x, y, k)
+        assert published_top_k_tau(x, y, k) == pytest.approx(expected), (x, y, k)
+
+
 # Batched --------------------------------------------------------------------------------------------
 
 
@@ -197,12 +239,18 @@ def test_batch_matches_single_instance_functions():
     assert np.isnan(result["top_k_tau"][[0, 5, 6]]).all()
     scalar = batch_top_k_kendall_tau(a, b, 5)
     np.testing.assert_allclose(scalar, [top_k_kendall_tau(x, y, 5) for x, y in zip(a, b)], equal_nan=True)
+    published = batch_published_top_k_tau(a, b, ks)
+    defined = ~np.isnan(result["tau"])  # The reference knows no NaN rule; the NaN rule is shared.
+    expected = [reference_published_top_k_tau(a[i], b[i], int(ks[i])) for i in np.flatnonzero(defined)]
+    np.testing.assert_allclose(published[defined], expected)
+    assert np.array_equal(np.isnan(published), ~defined)
 
 
 def test_batch_empty():
     tau, p = batch_kendall_tau([], [])
     assert tau.shape == p.shape == (0,)
     assert batch_top_k_kendall_tau([], [], 3).shape == (0,)
+    assert batch_published_top_k_tau([], [], 3).shape == (0,)
 
 
 # Summaries ------------------------------------------------------------------------------------------
@@ -239,6 +287,9 @@ def test_significant_fraction():
             "k must be >= 1, got 0 at index 0",
         ),
         (lambda: batch_top_k_kendall_tau([[1.0, 2.0]], [[1.0, 2.0]], [1, 2]), r"shape \(1,\)"),
+        (lambda: published_top_k_tau([1.0, 2.0], [1.0, 2.0], 0), "k must be an integer >= 1, got 0"),
+        (lambda: published_top_k_tau([1.0, 2.0], [1.0], 1), "same length, got 2 and 1"),
+        (lambda: batch_published_top_k_tau([[1.0, 2.0]], [[1.0, 2.0]], [0]), "k must be >= 1, got 0 at"),
         (lambda: batch_kendall_tau([[1.0]], [[1.0], [2.0]]), "same number of instances, got 1 and 2"),
         (lambda: batch_kendall_tau([[1.0], [1.0, np.nan]], [[1.0], [1.0, 2.0]]), "instance 1: x must be"),
         (lambda: summarize([[1.0]]), "values must be 1-D"),

@@ -15,6 +15,10 @@ Edge cases, the same for single and batched functions:
 - Top-k tau is the K^(p) distance of Fagin, Kumar & Sivakumar (2003), p = 0.5, rescaled to [-1, 1]:
   identical top-k lists give 1, disjoint ones give -1. Since the scale is set by disjoint lists, when
   ``k`` equals the length (both lists hold every position) the minimum reachable value is above -1.
+- Published top-k tau is the variant in the code released with Neely & Schouten (2020), kept to compare
+  with their numbers (see :func:`published_top_k_tau`). It is not Fagin's: it drops the penalty for pairs
+  found one in each list only, so disjoint lists score 1 - (k - 1) / (4k) >= 0.75, not -1; at ``k = n`` it
+  equals Kendall tau-b.
 """
 
 from collections.abc import Sequence
@@ -42,6 +46,23 @@ def top_k_kendall_tau(x: ArrayLike, y: ArrayLike, k: int) -> float:
     """
     x, y = _check_pair(x, y)
     return float(batch_top_k_kendall_tau([x], [y], _check_k(k))[0])
+
+
+def published_top_k_tau(x: ArrayLike, y: ArrayLike, k: int) -> float:
+    """Top-k tau of Neely & Schouten's released code between scores ``x`` and ``y`` (shape ``(n,)``).
+
+    With top-k sets A of ``x`` and B of ``y``, Z = A & B (z items), S = A - Z, T = B - Z, p = 0.5:
+
+    - term1 = (1 - (tau_b(x[Z], y[Z]) / 2 + 1/2)) * z**2, or 0 where that tau-b is undefined;
+    - term2 = #(i in Z, j in S) with x[i] < x[j], plus #(i in Z, j in T) with y[i] < y[j];
+    - term4 = 2 * p * C(k - z, 2); Fagin's penalty for a pair split one in each list is not added;
+    - value = 1 - 2 * (term1 + term2 + term4) / (|S| + |T| + z)**2.
+
+    So k = 1 always gives 1, two disjoint top-2 lists give 0.875, and k = n gives Kendall tau-b. It is
+    here to compare with N&S's published numbers; Fagin's :func:`top_k_kendall_tau` is the measure proper.
+    """
+    x, y = _check_pair(x, y)
+    return float(batch_published_top_k_tau([x], [y], _check_k(k))[0])
 
 
 def batch_kendall_tau(a: Sequence[ArrayLike], b: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +94,25 @@ def batch_top_k_kendall_tau(a: Sequence[ArrayLike], b: Sequence[ArrayLike], k: i
         block = index[start : start + _CHUNK]
         width = lengths[block].max()
         out[block] = _top_k_tau_padded(x[block, :width], y[block, :width], ks[block])
+    return out
+
+
+def batch_published_top_k_tau(
+    a: Sequence[ArrayLike], b: Sequence[ArrayLike], k: int | ArrayLike
+) -> np.ndarray:
+    """:func:`published_top_k_tau` per instance, vectorised; arguments as in :func:`batch_top_k_kendall_tau`.
+
+    Output shape ``(m,)``, NaN where an instance has fewer than 2 positions or a constant vector.
+    """
+    x, y, lengths = _pad_batch(a, b)
+    ks = np.minimum(_check_ks(k, lengths.size), lengths)
+    out = np.full(lengths.size, np.nan)
+    index = np.flatnonzero(_defined(x, y, lengths))
+    index = index[np.argsort(lengths[index])]
+    for start in range(0, index.size, _CHUNK):
+        block = index[start : start + _CHUNK]
+        width = lengths[block].max()
+        out[block] = _published_top_k_tau_padded(x[block, :width], y[block, :width], ks[block])
     return out
 
 
@@ -133,6 +173,33 @@ def _top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> np.ndarray
     distance = discordant + P_TIE * only_one * (only_one - 1)
     max_distance = k**2 + P_TIE * k * (k - 1)
     return 1 - 2 * distance / max_distance
+
+
+def _published_top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Published top-k tau for rows of ``x``, ``y`` (shape ``(m, L)``, padded with -inf) and ``k`` (``(m,)``).
+
+    The union of the two lists is gathered first, as in :func:`_top_k_tau_padded`; tau-b over Z comes from
+    pairwise comparisons masked to pairs inside Z: tau_b = (C - D) / sqrt(N_x * N_y), with C (D) the pairs
+    both (oppositely) ordered and N_x (N_y) the pairs that ``x`` (``y``) does not tie.
+    """
+    in_x, in_y = _top_k_ranks(x, k) < k[:, None], _top_k_ranks(y, k) < k[:, None]
+    keep = np.argsort(~(in_x | in_y), axis=1, kind="stable")[:, : 2 * k.max()]
+    x, y = np.take_along_axis(x, keep, axis=1), np.take_along_axis(y, keep, axis=1)
+    in_x, in_y = np.take_along_axis(in_x, keep, axis=1), np.take_along_axis(in_y, keep, axis=1)
+    common = in_x & in_y
+    pairs = common[:, :, None] & common[:, None, :]
+    x_above = (x[:, :, None] > x[:, None, :]) & pairs  # [r, i, j]: x[i] > x[j], both in Z
+    y_above = (y[:, :, None] > y[:, None, :]) & pairs
+    ordered = (x_above & y_above).sum(axis=(1, 2)) - (x_above & y_above.transpose(0, 2, 1)).sum(axis=(1, 2))
+    untied = x_above.sum(axis=(1, 2)) * y_above.sum(axis=(1, 2))
+    tau_b = ordered / np.sqrt(np.maximum(untied, 1))  # Used only where untied > 0.
+    z = common.sum(axis=1)
+    term1 = np.where(untied > 0, (1 - (tau_b / 2 + 1 / 2)) * z**2, 0.0)
+    below = (x[:, :, None] < x[:, None, :]) & common[:, :, None] & (in_x & ~in_y)[:, None, :]
+    below |= (y[:, :, None] < y[:, None, :]) & common[:, :, None] & (in_y & ~in_x)[:, None, :]
+    term2 = below.sum(axis=(1, 2))
+    term4 = 2 * P_TIE * (k - z) * (k - z - 1) / 2
+    return 1 - 2 * (term1 + term2 + term4) / (2 * k - z) ** 2
 
 
 def _top_k_ranks(scores: np.ndarray, k: np.ndarray) -> np.ndarray:
