@@ -1,3 +1,4 @@
+import itertools
 import math
 import warnings
 
@@ -9,8 +10,10 @@ from tests.reference import reference_published_top_k_tau, reference_top_k_tau
 from trainables.correlation import (
     batch_correlations,
     batch_kendall_tau,
+    batch_kendall_tau_b,
     batch_published_top_k_tau,
     batch_top_k_kendall_tau,
+    chance_level,
     kendall_tau,
     published_top_k_tau,
     significant_fraction,
@@ -253,6 +256,88 @@ def test_batch_empty():
     assert batch_published_top_k_tau([], [], 3).shape == (0,)
 
 
+# Vectorised tau-b and chance levels ------------------------------------------------------------------
+
+
+def ragged_pairs(rng, lengths, ties_every=3):
+    pairs = [random_pair(rng, n, ties=i % ties_every == 0) for i, n in enumerate(lengths)]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def test_batch_kendall_tau_b_matches_scipy():
+    rng = np.random.default_rng(6)
+    lengths = [0, 1, 2, 3, 56] + list(rng.integers(2, 57, 400))
+    a, b = ragged_pairs(rng, lengths)
+    a[3] = np.full(3, 2.0)  # Constant: NaN.
+    tau = batch_kendall_tau_b(a, b)
+    expected = [
+        scipy.stats.kendalltau(x, y).statistic if i not in (0, 1, 3) else np.nan
+        for i, (x, y) in enumerate(zip(a, b))
+    ]
+    np.testing.assert_allclose(tau, expected, rtol=1e-12, atol=1e-15, equal_nan=True)
+    assert batch_kendall_tau_b([], []).shape == (0,)
+
+
+def test_chance_of_kendall_is_near_zero():
+    # Under permutation tau has mean 0 and, without ties, variance 2 (2n + 5) / (9 n (n - 1)). The mean of m
+    # instances' chance levels (each a mean of R permutations) has standard error sqrt(mean var / (R m)).
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(4, 30, 2000)
+    a, b = ragged_pairs(rng, lengths, ties_every=10**9)
+    chance = chance_level("kendall", a, b, permutations=20)
+    variance = 2 * (2 * lengths + 5) / (9 * lengths * (lengths - 1))
+    assert abs(chance.mean()) < 5 * math.sqrt(variance.mean() / (20 * lengths.size))
+    assert np.abs(chance).max() < 1
+
+
+@pytest.mark.parametrize("statistic", ["topk", "topk_published"])
+@pytest.mark.parametrize("k", [2, 4, 7])
+@pytest.mark.parametrize("ties", [False, True])
+def test_chance_of_top_k_is_the_mean_over_all_rankings(statistic, k, ties):
+    # Brute force: the exact mean of the statistic over all 4! orders of b. chance_level of m copies of the
+    # instance averages R * m random orders, so it lies within a few standard errors of that mean.
+    single = top_k_kendall_tau if statistic == "topk" else published_top_k_tau
+    x = np.array([0.9, 0.1, 0.5, 0.3])
+    y = np.array([0.2, 0.7, 0.2, 0.4]) if ties else np.array([0.2, 0.7, 0.6, 0.4])
+    values = np.array([single(x, y[list(order)], k) for order in itertools.permutations(range(4))])
+    copies, permutations = 300, 20
+    chance = chance_level(statistic, [x] * copies, [y] * copies, k, permutations=permutations)
+    standard_error = values.std() / math.sqrt(copies * permutations)
+    assert abs(chance.mean() - values.mean()) < 5 * standard_error + 1e-12
+    assert values.min() - 1e-12 <= chance.min() and chance.max() <= values.max() + 1e-12
+
+
+def test_chance_is_deterministic_and_depends_only_on_the_instance_and_its_position():
+    rng = np.random.default_rng(8)
+    lengths = list(rng.integers(2, 57, 400))
+    a, b = ragged_pairs(rng, lengths)
+    ks = rng.integers(1, 20, len(lengths))
+    for statistic, k in (("kendall", None), ("topk", ks), ("topk_published", ks)):
+        full = chance_level(statistic, a, b, k, seed=3)
+        np.testing.assert_array_equal(full, chance_level(statistic, a, b, k, seed=3))
+        prefix = chance_level(statistic, a[:50], b[:50], None if k is None else k[:50], seed=3)
+        np.testing.assert_array_equal(prefix, full[:50])  # Other instances and blocks do not matter.
+        assert not np.array_equal(full, chance_level(statistic, a, b, k, seed=4))
+
+
+def test_chance_keeps_the_first_vector_and_k():
+    # a's top-1 is position 0; y's scores are all equal but one. Fagin's top-1 tau is 1 when the permuted
+    # y puts its largest score at position 0 (1 order in 3), else -1: the mean over orders is -1/3.
+    x, y = [3.0, 2.0, 1.0], [0.0, 0.0, 5.0]
+    chance = chance_level("topk", [x] * 400, [y] * 400, 1, permutations=30)
+    assert abs(chance.mean() + 1 / 3) < 5 * math.sqrt(8 / 9 / (400 * 30))
+    assert np.isin(chance * 30, np.arange(-30, 31, 2)).all()  # Each a mean of 30 values in {-1, 1}.
+
+
+def test_chance_is_nan_where_the_statistic_is():
+    a = [[1.0], [2.0, 2.0], [1.0, 2.0, 3.0], []]
+    b = [[1.0], [1.0, 2.0], [3.0, 1.0, 2.0], []]
+    for statistic, k in (("kendall", None), ("topk", 2), ("topk_published", 2)):
+        chance = chance_level(statistic, a, b, k)
+        assert np.isnan(chance[[0, 1, 3]]).all() and not np.isnan(chance[2])
+    assert chance_level("topk", [], [], 3).shape == (0,)
+
+
 # Summaries ------------------------------------------------------------------------------------------
 
 
@@ -292,6 +377,22 @@ def test_significant_fraction():
         (lambda: batch_published_top_k_tau([[1.0, 2.0]], [[1.0, 2.0]], [0]), "k must be >= 1, got 0 at"),
         (lambda: batch_kendall_tau([[1.0]], [[1.0], [2.0]]), "same number of instances, got 1 and 2"),
         (lambda: batch_kendall_tau([[1.0], [1.0, np.nan]], [[1.0], [1.0, 2.0]]), "instance 1: x must be"),
+        (lambda: batch_kendall_tau_b([[1.0, 2.0]], [[1.0]]), "instance 0: x and y must have the same length"),
+        (
+            lambda: chance_level("spearman", [[1.0, 2.0]], [[1.0, 2.0]]),
+            "statistic must be one of 'kendall', 'topk', 'topk_published', got 'spearman'",
+        ),
+        (
+            lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], permutations=0),
+            "permutations must be an integer >= 1, got 0",
+        ),
+        (
+            lambda: chance_level("topk", [[1.0, 2.0]], [[1.0, 2.0]], 1, permutations=2.5),
+            "permutations must be an integer >= 1, got 2.5",
+        ),
+        (lambda: chance_level("topk", [[1.0, 2.0]], [[1.0, 2.0]]), "k must be given for a top-k statistic"),
+        (lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], 2), "got 2 for 'kendall'"),
+        (lambda: chance_level("topk_published", [[1.0, 2.0]], [[1.0, 2.0]], 0), "k must be an integer >= 1"),
         (lambda: summarize([[1.0]]), "values must be 1-D"),
         (lambda: significant_fraction([0.1], alpha=1.5), "alpha must be in .0, 1., got 1.5"),
     ],

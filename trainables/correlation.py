@@ -29,6 +29,8 @@ from numpy.typing import ArrayLike
 
 P_TIE = 0.5  # Fagin et al.'s penalty p for a pair that one list does not order.
 _CHUNK = 256  # Instances per block in the batched top-k tau, bounding its (block, 2k, 2k) pair arrays.
+_PAIRS = 1 << 20  # Position pairs per block (rows * width**2) in tau-b and the chance levels.
+STATISTICS = ("kendall", "topk", "topk_published")  # What chance_level can take the chance level of.
 
 
 def kendall_tau(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
@@ -116,6 +118,67 @@ def batch_published_top_k_tau(
     return out
 
 
+def batch_kendall_tau_b(a: Sequence[ArrayLike], b: Sequence[ArrayLike]) -> np.ndarray:
+    """Kendall tau-b per instance without p-value, vectorised; ragged ``a``, ``b`` as in
+    :func:`batch_kendall_tau`, output shape ``(m,)``. Much faster than scipy per instance for short rows.
+    """
+    x, y, lengths = _pad_batch(a, b)
+    out = np.full(lengths.size, np.nan)
+    index = np.flatnonzero(_defined(x, y, lengths))
+    index = index[np.argsort(lengths[index])]
+    for block in _blocks(lengths[index], 1):
+        width = lengths[index[block]].max()
+        out[index[block]] = _kendall_tau_b_padded(x[index[block], :width], y[index[block], :width])
+    return out
+
+
+def chance_level(
+    statistic: str,
+    a: Sequence[ArrayLike],
+    b: Sequence[ArrayLike],
+    k: int | ArrayLike | None = None,
+    permutations: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per instance, the mean of ``statistic(a_i, b_i permuted)`` over random permutations; shape ``(m,)``.
+
+    What a statistic reaches when ``b`` carries no information about ``a``: ``b_i``'s scores are shuffled
+    over instance ``i``'s positions while ``a_i`` stays, so the top-k list of ``a`` (and with it sparsity
+    and ``k``) is kept. ``statistic`` is one of :data:`STATISTICS`: ``"kendall"`` (tau-b; no ``k``),
+    ``"topk"`` (Fagin's, :func:`batch_top_k_kendall_tau`) or ``"topk_published"``
+    (:func:`batch_published_top_k_tau`), whose ``k`` is as in those functions. NaN where the statistic is
+    undefined, which no permutation changes. The permutations of instance ``i`` depend only on ``seed``,
+    ``i`` and ``n_i``, so a result never depends on the other instances or on how they are blocked.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(map(repr, STATISTICS))}, got {statistic!r}")
+    if isinstance(permutations, bool) or not isinstance(permutations, int | np.integer) or permutations < 1:
+        raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
+    if (statistic == "kendall") != (k is None):
+        raise ValueError(f"k must be given for a top-k statistic and only then, got {k!r} for {statistic!r}")
+    x, y, lengths = _pad_batch(a, b)
+    ks = np.broadcast_to(np.minimum(_check_ks(1 if k is None else k, lengths.size), lengths), lengths.shape)
+    key = np.random.default_rng(seed).integers(np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
+    compute = {
+        "kendall": lambda x, y, k: _kendall_tau_b_padded(x, y),
+        "topk": _top_k_tau_padded,
+        "topk_published": _published_top_k_tau_padded,
+    }[statistic]
+    out = np.full(lengths.size, np.nan)
+    index = np.flatnonzero(_defined(x, y, lengths))
+    index = index[np.argsort(lengths[index])]
+    for block in _blocks(lengths[index], permutations):
+        rows = index[block]
+        width = lengths[rows].max()
+        order = _permutations(key, rows, lengths[rows], permutations, width)
+        shuffled = np.take_along_axis(y[rows, None, :width], order, axis=2).reshape(-1, width)
+        values = compute(
+            np.repeat(x[rows, :width], permutations, axis=0), shuffled, np.repeat(ks[rows], permutations)
+        )
+        out[rows] = values.reshape(-1, permutations).mean(axis=1)
+    return out
+
+
 def batch_correlations(
     a: Sequence[ArrayLike], b: Sequence[ArrayLike], k: int | ArrayLike
 ) -> dict[str, np.ndarray]:
@@ -200,6 +263,56 @@ def _published_top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> 
     term2 = below.sum(axis=(1, 2))
     term4 = 2 * P_TIE * (k - z) * (k - z - 1) / 2
     return 1 - 2 * (term1 + term2 + term4) / (2 * k - z) ** 2
+
+
+def _kendall_tau_b_padded(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b for rows of ``x``, ``y`` (shape ``(m, L)``, padded with -inf, each defined): (C - D) /
+    sqrt(N_x * N_y), with C (D) the pairs both (oppositely) ordered, N_x (N_y) those ``x`` (``y``) orders.
+    """
+    x, y = np.where(x == -np.inf, np.nan, x), np.where(y == -np.inf, np.nan, y)  # NaN compares False.
+    x_above, y_above = x[:, :, None] > x[:, None, :], y[:, :, None] > y[:, None, :]
+    ordered = (x_above & y_above).sum(axis=(1, 2)) - (x_above & y_above.transpose(0, 2, 1)).sum(axis=(1, 2))
+    return ordered / np.sqrt(x_above.sum(axis=(1, 2)) * y_above.sum(axis=(1, 2)))
+
+
+def _permutations(
+    key: np.uint64, instances: np.ndarray, lengths: np.ndarray, count: int, width: int
+) -> np.ndarray:
+    """``count`` random orders per instance, shape ``(B, count, width)``: row ``[i, r]`` permutes the
+    ``lengths[i]`` real positions and leaves the padding after them.
+
+    The random keys hash (``key``, instance, r, position) with splitmix64, so they do not depend on the block.
+    """
+    h = _mix(key ^ (instances.astype(np.uint64) * _GOLDEN))
+    h = _mix(h[:, None] + np.arange(count, dtype=np.uint64) * _GOLDEN)
+    h = _mix(h[:, :, None] + np.arange(width, dtype=np.uint64) * _GOLDEN)
+    keys = (h >> np.uint64(2)).astype(np.int64)
+    keys[np.broadcast_to((np.arange(width) >= lengths[:, None])[:, None, :], keys.shape)] = np.iinfo(
+        np.int64
+    ).max
+    return np.argsort(keys, axis=2)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 whose every output bit depends on every input bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _blocks(lengths: np.ndarray, repeats: int) -> list[slice]:
+    """Consecutive slices of ascending ``lengths`` whose rows (``repeats`` per instance) * width**2 stay
+    within ``_PAIRS``, or of one instance where a single one exceeds it."""
+    blocks, start = [], 0
+    while start < lengths.size:
+        cost = (np.arange(1, lengths.size - start + 1) * repeats) * lengths[start:].astype(np.int64) ** 2
+        stop = start + max(1, int(np.searchsorted(cost, _PAIRS, side="right")))
+        blocks.append(slice(start, stop))
+        start = stop
+    return blocks
 
 
 def _top_k_ranks(scores: np.ndarray, k: np.ndarray) -> np.ndarray:
