@@ -8,6 +8,8 @@ import scipy.stats
 
 from tests.reference import reference_published_top_k_tau, reference_top_k_tau
 from trainables.correlation import (
+    STATISTICS,
+    _permutations,
     batch_correlations,
     batch_kendall_tau,
     batch_kendall_tau_b,
@@ -278,6 +280,37 @@ def test_batch_kendall_tau_b_matches_scipy():
     assert batch_kendall_tau_b([], []).shape == (0,)
 
 
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_chance_is_the_statistics_mean_over_its_permutations(statistic):
+    # Rebuild each permuted b explicitly and average the batched statistic over them.
+    rng = np.random.default_rng(9)
+    lengths = [2, 3, 5, 19, 56, 140] + list(rng.integers(2, 40, 120))
+    a, b = ragged_pairs(rng, lengths, ties_every=2)
+    ks = rng.integers(1, 30, len(lengths))
+    batch = {"kendall": batch_kendall_tau_b, "topk": batch_top_k_kendall_tau}.get(
+        statistic, batch_published_top_k_tau
+    )
+    k = None if statistic == "kendall" else ks
+    orders = _permutations(5, np.arange(len(lengths)), np.array(lengths), 7, max(lengths))
+    values = [
+        batch(a, [y[order[r, : len(y)]] for y, order in zip(b, orders)], *([] if k is None else [k]))
+        for r in range(7)
+    ]
+    chance = chance_level(statistic, a, b, k, permutations=7, seed=5)
+    np.testing.assert_allclose(chance, np.mean(values, axis=0), rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_long_instances():
+    # Past 127 positions ranks need 16 bits; sums of them must not overflow.
+    rng = np.random.default_rng(10)
+    a, b = ragged_pairs(rng, [130, 300, 300], ties_every=2)
+    expected = [scipy.stats.kendalltau(x, y).statistic for x, y in zip(a, b)]
+    np.testing.assert_allclose(batch_kendall_tau_b(a, b), expected, rtol=1e-12)
+    for k in (5, 120, 290):
+        expected = [reference_published_top_k_tau(x, y, k) for x, y in zip(a, b)]
+        np.testing.assert_allclose(batch_published_top_k_tau(a, b, k), expected, rtol=1e-12)
+
+
 def test_chance_of_kendall_is_near_zero():
     # Under permutation tau has mean 0 and, without ties, variance 2 (2n + 5) / (9 n (n - 1)). The mean of m
     # instances' chance levels (each a mean of R permutations) has standard error sqrt(mean var / (R m)).
@@ -393,6 +426,10 @@ def test_significant_fraction():
         (lambda: chance_level("topk", [[1.0, 2.0]], [[1.0, 2.0]]), "k must be given for a top-k statistic"),
         (lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], 2), "got 2 for 'kendall'"),
         (lambda: chance_level("topk_published", [[1.0, 2.0]], [[1.0, 2.0]], 0), "k must be an integer >= 1"),
+        (
+            lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], seed=-1),
+            "seed must be an integer >= 0",
+        ),
         (lambda: summarize([[1.0]]), "values must be 1-D"),
         (lambda: significant_fraction([0.1], alpha=1.5), "alpha must be in .0, 1., got 1.5"),
     ],

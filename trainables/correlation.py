@@ -21,7 +21,7 @@ Edge cases, the same for single and batched functions:
   equals Kendall tau-b.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.stats
@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike
 
 P_TIE = 0.5  # Fagin et al.'s penalty p for a pair that one list does not order.
 _CHUNK = 256  # Instances per block in the batched top-k tau, bounding its (block, 2k, 2k) pair arrays.
-_PAIRS = 1 << 20  # Position pairs per block (rows * width**2) in tau-b and the chance levels.
+_PAIRS = 1 << 20  # Position pairs per block (rows * width**2) for tau-b, published top-k tau, chance levels.
 STATISTICS = ("kendall", "topk", "topk_published")  # What chance_level can take the chance level of.
 
 
@@ -107,29 +107,23 @@ def batch_published_top_k_tau(
     Output shape ``(m,)``, NaN where an instance has fewer than 2 positions or a constant vector.
     """
     x, y, lengths = _pad_batch(a, b)
-    ks = np.minimum(_check_ks(k, lengths.size), lengths)
-    out = np.full(lengths.size, np.nan)
-    index = np.flatnonzero(_defined(x, y, lengths))
-    index = index[np.argsort(lengths[index])]
-    for start in range(0, index.size, _CHUNK):
-        block = index[start : start + _CHUNK]
-        width = lengths[block].max()
-        out[block] = _published_top_k_tau_padded(x[block, :width], y[block, :width], ks[block])
-    return out
+    ks = np.broadcast_to(np.minimum(_check_ks(k, lengths.size), lengths), lengths.shape)
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        return _mean_published_top_k_tau(x[rows, :width], y[rows, :width], _same(rows, width), ks[rows])
+
+    return _by_blocks(x, y, lengths, 1, compute)
 
 
 def batch_kendall_tau_b(a: Sequence[ArrayLike], b: Sequence[ArrayLike]) -> np.ndarray:
-    """Kendall tau-b per instance without p-value, vectorised; ragged ``a``, ``b`` as in
-    :func:`batch_kendall_tau`, output shape ``(m,)``. Much faster than scipy per instance for short rows.
-    """
+    """Kendall tau-b per instance, vectorised, without the p-value that makes :func:`batch_kendall_tau`
+    slow; ragged ``a``, ``b`` as there, output shape ``(m,)``, NaN where undefined."""
     x, y, lengths = _pad_batch(a, b)
-    out = np.full(lengths.size, np.nan)
-    index = np.flatnonzero(_defined(x, y, lengths))
-    index = index[np.argsort(lengths[index])]
-    for block in _blocks(lengths[index], 1):
-        width = lengths[index[block]].max()
-        out[index[block]] = _kendall_tau_b_padded(x[index[block], :width], y[index[block], :width])
-    return out
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        return _mean_kendall_tau_b(x[rows, :width], y[rows, :width], _same(rows, width))
+
+    return _by_blocks(x, y, lengths, 1, compute)
 
 
 def chance_level(
@@ -147,8 +141,11 @@ def chance_level(
     and ``k``) is kept. ``statistic`` is one of :data:`STATISTICS`: ``"kendall"`` (tau-b; no ``k``),
     ``"topk"`` (Fagin's, :func:`batch_top_k_kendall_tau`) or ``"topk_published"``
     (:func:`batch_published_top_k_tau`), whose ``k`` is as in those functions. NaN where the statistic is
-    undefined, which no permutation changes. The permutations of instance ``i`` depend only on ``seed``,
-    ``i`` and ``n_i``, so a result never depends on the other instances or on how they are blocked.
+    undefined, which no permutation changes. For tau-b the mean over all permutations is exactly 0, so its
+    chance level shows the Monte Carlo noise of ``permutations`` draws.
+
+    Deterministic: instance ``i``'s permutations depend only on ``seed``, ``i`` (its position in ``a``) and
+    ``n_i``, never on the other instances or on how they are blocked.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"statistic must be one of {', '.join(map(repr, STATISTICS))}, got {statistic!r}")
@@ -156,27 +153,22 @@ def chance_level(
         raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
     if (statistic == "kendall") != (k is None):
         raise ValueError(f"k must be given for a top-k statistic and only then, got {k!r} for {statistic!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     x, y, lengths = _pad_batch(a, b)
-    ks = np.broadcast_to(np.minimum(_check_ks(1 if k is None else k, lengths.size), lengths), lengths.shape)
-    key = np.random.default_rng(seed).integers(np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
-    compute = {
-        "kendall": lambda x, y, k: _kendall_tau_b_padded(x, y),
-        "topk": _top_k_tau_padded,
-        "topk_published": _published_top_k_tau_padded,
+    ks = lengths if k is None else np.minimum(_check_ks(k, lengths.size), lengths)  # Kendall: unused.
+    ks = np.broadcast_to(ks, lengths.shape)
+    mean = {
+        "kendall": lambda x, y, order, k: _mean_kendall_tau_b(x, y, order),
+        "topk": _mean_top_k_tau,
+        "topk_published": _mean_published_top_k_tau,
     }[statistic]
-    out = np.full(lengths.size, np.nan)
-    index = np.flatnonzero(_defined(x, y, lengths))
-    index = index[np.argsort(lengths[index])]
-    for block in _blocks(lengths[index], permutations):
-        rows = index[block]
-        width = lengths[rows].max()
-        order = _permutations(key, rows, lengths[rows], permutations, width)
-        shuffled = np.take_along_axis(y[rows, None, :width], order, axis=2).reshape(-1, width)
-        values = compute(
-            np.repeat(x[rows, :width], permutations, axis=0), shuffled, np.repeat(ks[rows], permutations)
-        )
-        out[rows] = values.reshape(-1, permutations).mean(axis=1)
-    return out
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        order = _permutations(seed, rows, lengths[rows], permutations, width)
+        return mean(x[rows, :width], y[rows, :width], order, ks[rows])
+
+    return _by_blocks(x, y, lengths, permutations, compute)
 
 
 def batch_correlations(
@@ -238,59 +230,154 @@ def _top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> np.ndarray
     return 1 - 2 * distance / max_distance
 
 
-def _published_top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Published top-k tau for rows of ``x``, ``y`` (shape ``(m, L)``, padded with -inf) and ``k`` (``(m,)``).
+# The kernels below take a block of B instances: x and y of shape (B, W), padded with -inf, and orders of
+# shape (B, R, W), each row a permutation of the instance's positions (padding last). They return, per
+# instance, the mean of a statistic between x[i] and y[i, order[i, r]] over the R orders: one order (the
+# identity) for the batched statistics, random ones for the chance levels. x stays in place, so what
+# depends on x alone is computed once per instance, not once per order.
 
-    The union of the two lists is gathered first, as in :func:`_top_k_tau_padded`; tau-b over Z comes from
-    pairwise comparisons masked to pairs inside Z: tau_b = (C - D) / sqrt(N_x * N_y), with C (D) the pairs
-    both (oppositely) ordered and N_x (N_y) the pairs that ``x`` (``y``) does not tie.
+
+def _mean_kendall_tau_b(x: np.ndarray, y: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Mean tau-b = (C - D) / sqrt(N_x * N_y) over the orders: C (D) counts pairs that both vectors order
+    alike (oppositely), N_x (N_y) the pairs that x (y) does not tie. Shape ``(B,)``.
+
+    N_y does not change under permutation, so the R numerators are summed before dividing.
     """
-    in_x, in_y = _top_k_ranks(x, k) < k[:, None], _top_k_ranks(y, k) < k[:, None]
-    keep = np.argsort(~(in_x | in_y), axis=1, kind="stable")[:, : 2 * k.max()]
-    x, y = np.take_along_axis(x, keep, axis=1), np.take_along_axis(y, keep, axis=1)
-    in_x, in_y = np.take_along_axis(in_x, keep, axis=1), np.take_along_axis(in_y, keep, axis=1)
-    common = in_x & in_y
-    pairs = common[:, :, None] & common[:, None, :]
-    x_above = (x[:, :, None] > x[:, None, :]) & pairs  # [r, i, j]: x[i] > x[j], both in Z
-    y_above = (y[:, :, None] > y[:, None, :]) & pairs
-    ordered = (x_above & y_above).sum(axis=(1, 2)) - (x_above & y_above.transpose(0, 2, 1)).sum(axis=(1, 2))
-    untied = x_above.sum(axis=(1, 2)) * y_above.sum(axis=(1, 2))
+    x = np.where(x == -np.inf, np.nan, x)  # NaN compares False: padding drops out of every pair.
+    shuffled = _gather(np.where(y == -np.inf, np.nan, y), order)
+    x_above = x[:, :, None] > x[:, None, :]
+    sign_x = x_above.view(np.int8) - x_above.transpose(0, 2, 1).view(np.int8)
+    y_above = _flat_pairs(shuffled[..., :, None] > shuffled[..., None, :])
+    ordered = np.einsum("brp,bp->b", y_above, sign_x.reshape(len(x), -1), dtype=np.int64)
+    untied = np.count_nonzero(x_above, axis=(1, 2)) * y_above[:, 0].sum(axis=1, dtype=np.int64)
+    return ordered / (order.shape[1] * np.sqrt(untied))
+
+
+def _mean_top_k_tau(x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mean of Fagin's top-k tau (as :func:`_top_k_tau_padded`) over the orders; shape ``(B,)``.
+
+    With s_p the capped rank in y of x's p-th item, the discordant pairs are the inversions of s (pairs
+    inside x's list) plus, for the y-only items T, sum over t of #{p in x's list ranked below t in y}, which
+    is |T| k - sum of T's ranks + C(|T|, 2); T's ranks are those below k that x's items do not take.
+    """
+    rank, _ = _top_k_items(x, y, order, k)
+    p, q = np.triu_indices(rank.shape[2], 1)
+    inversions = np.count_nonzero(rank[..., p] > rank[..., q], axis=2)  # Slots past k hold k: never counted.
+    in_both = rank < k[:, None, None]
+    k = k[:, None]
+    only_one = k - np.count_nonzero(in_both, axis=2)
+    y_only_ranks = k * (k - 1) // 2 - np.where(in_both, rank, 0).sum(axis=2)
+    cross = only_one * k - y_only_ranks + only_one * (only_one - 1) // 2
+    distance = inversions + cross + P_TIE * only_one * (only_one - 1)
+    return (1 - 2 * distance / (k**2 + P_TIE * k * (k - 1))).mean(axis=1)
+
+
+def _mean_published_top_k_tau(x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mean of the published top-k tau over the orders; shape ``(B,)``.
+
+    Items with a higher score than an item of Z all lie in its list, so the pairs of term2 follow from
+    counts: sum over Z of (#x-scores above) - N_x, plus sum over Z of (#y-scores above) - N_y, where N_x
+    (N_y) counts the pairs of Z that x (y) does not tie, as in tau-b over Z.
+    """
+    rank, y_above_count = _top_k_items(x, y, order, k)
+    in_z = rank < k[:, None, None]
+    z = np.count_nonzero(in_z, axis=2)
+    xs = -np.sort(-x, axis=1)[:, : rank.shape[2]]  # x's list in rank order
+    x_above_count = _count_above(xs)
+    x_above = xs[:, :, None] > xs[:, None, :]
+    sign_x = x_above.view(np.int8) - x_above.transpose(0, 2, 1).view(np.int8)
+    y_above_z = np.where(in_z, y_above_count, np.float32(np.nan))  # Fewer above: higher. NaN outside Z.
+    y_above = _flat_pairs(y_above_z[..., :, None] < y_above_z[..., None, :])
+    ordered = np.einsum("brp,bp->br", y_above, sign_x.reshape(len(x), -1), dtype=np.int64)
+    untied_y = y_above.sum(axis=2, dtype=np.int64)
+    z_float = in_z.astype(np.float32)
+    untied_x = ((z_float @ x_above.astype(np.float32)) * z_float).sum(axis=2)
+    untied = untied_x * untied_y
     tau_b = ordered / np.sqrt(np.maximum(untied, 1))  # Used only where untied > 0.
-    z = common.sum(axis=1)
     term1 = np.where(untied > 0, (1 - (tau_b / 2 + 1 / 2)) * z**2, 0.0)
-    below = (x[:, :, None] < x[:, None, :]) & common[:, :, None] & (in_x & ~in_y)[:, None, :]
-    below |= (y[:, :, None] < y[:, None, :]) & common[:, :, None] & (in_y & ~in_x)[:, None, :]
-    term2 = below.sum(axis=(1, 2))
+    above_in_z = (in_z * (x_above_count[:, None, :].astype(np.int64) + y_above_count)).sum(axis=2)
+    term2 = above_in_z - untied_x - untied_y
+    k = k[:, None]
     term4 = 2 * P_TIE * (k - z) * (k - z - 1) / 2
-    return 1 - 2 * (term1 + term2 + term4) / (2 * k - z) ** 2
+    return (1 - 2 * (term1 + term2 + term4) / (2 * k - z) ** 2).mean(axis=1)
 
 
-def _kendall_tau_b_padded(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Kendall tau-b for rows of ``x``, ``y`` (shape ``(m, L)``, padded with -inf, each defined): (C - D) /
-    sqrt(N_x * N_y), with C (D) the pairs both (oppositely) ordered, N_x (N_y) those ``x`` (``y``) orders.
+def _top_k_items(
+    x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the items of x's top-k list, slot p in its rank order (p < K = max k): their rank in each
+    shuffled y (ties to the lower position), capped at k (k also in slots p >= k), and how many y-scores
+    are above theirs. Both shape ``(B, R, K)``.
+
+    Without ties the rank is the count above, gathered without sorting any shuffled y; instances whose y
+    has ties add the equal scores at earlier positions of the shuffled y.
     """
-    x, y = np.where(x == -np.inf, np.nan, x), np.where(y == -np.inf, np.nan, y)  # NaN compares False.
-    x_above, y_above = x[:, :, None] > x[:, None, :], y[:, :, None] > y[:, None, :]
-    ordered = (x_above & y_above).sum(axis=(1, 2)) - (x_above & y_above.transpose(0, 2, 1)).sum(axis=(1, 2))
-    return ordered / np.sqrt(x_above.sum(axis=(1, 2)) * y_above.sum(axis=(1, 2)))
+    x_list = np.argsort(-x, axis=1, kind="stable")[:, : k.max()]
+    items = order.transpose(0, 2, 1)[np.arange(len(x))[:, None], x_list].transpose(0, 2, 1)  # y positions
+    above = _gather(_count_above(y), items)
+    rank = above.copy()
+    tied = np.flatnonzero(_has_ties(y))
+    if tied.size:
+        shuffled = _gather(y[tied], order[tied])
+        positions = x_list[tied, None, :]
+        at = np.take_along_axis(shuffled, np.broadcast_to(positions, items[tied].shape), axis=2)
+        before = np.arange(y.shape[1]) < positions[..., None]
+        rank[tied] += np.count_nonzero((shuffled[:, :, None, :] == at[..., None]) & before, axis=3).astype(
+            rank.dtype
+        )
+    cap = k.astype(rank.dtype)[:, None, None]
+    return np.where(np.arange(x_list.shape[1]) < cap, np.minimum(rank, cap), cap), above
+
+
+def _count_above(scores: np.ndarray) -> np.ndarray:
+    """How many scores of its row (shape ``(B, W)``, padded with -inf) exceed each score; the smallest
+    signed integer type that holds W."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=1)
+    starts = np.ones(ordered.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(scores.shape[1]), 0), axis=1)
+    above = np.empty(order.shape, dtype=np.min_scalar_type(-scores.shape[1]))
+    np.put_along_axis(above, order, group_start, axis=1)
+    return above
+
+
+def _has_ties(scores: np.ndarray) -> np.ndarray:
+    """Rows (shape ``(B, W)``, padded with -inf) where two real scores are equal; shape ``(B,)``."""
+    ordered = np.sort(scores, axis=1)
+    return ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] > -np.inf)).any(axis=1)
+
+
+def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[i, index[i, r, j]]`` for values of shape ``(B, W)``; shape of ``index``."""
+    return values.reshape(-1)[index + (np.arange(len(values)) * values.shape[1])[:, None, None]]
+
+
+def _flat_pairs(pairs: np.ndarray) -> np.ndarray:
+    """Boolean pair matrices ``(B, R, W, W)`` as uint8 rows ``(B, R, W * W)``, for integer sums."""
+    return pairs.reshape(pairs.shape[:2] + (-1,)).view(np.uint8)
+
+
+def _same(rows: np.ndarray, width: int) -> np.ndarray:
+    """The identity order, shape ``(len(rows), 1, width)``: the statistic itself, not a chance level."""
+    return np.broadcast_to(np.arange(width), (len(rows), 1, width))
 
 
 def _permutations(
-    key: np.uint64, instances: np.ndarray, lengths: np.ndarray, count: int, width: int
+    seed: int, instances: np.ndarray, lengths: np.ndarray, count: int, width: int
 ) -> np.ndarray:
     """``count`` random orders per instance, shape ``(B, count, width)``: row ``[i, r]`` permutes the
     ``lengths[i]`` real positions and leaves the padding after them.
 
-    The random keys hash (``key``, instance, r, position) with splitmix64, so they do not depend on the block.
+    Sort keys hash (key, instance, r, position) with splitmix64, the key drawn by a numpy Generator from
+    ``seed``: so an instance's orders depend on its position in the input, never on the block.
     """
+    key = np.random.default_rng(seed).integers(np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
     h = _mix(key ^ (instances.astype(np.uint64) * _GOLDEN))
     h = _mix(h[:, None] + np.arange(count, dtype=np.uint64) * _GOLDEN)
-    h = _mix(h[:, :, None] + np.arange(width, dtype=np.uint64) * _GOLDEN)
-    keys = (h >> np.uint64(2)).astype(np.int64)
-    keys[np.broadcast_to((np.arange(width) >= lengths[:, None])[:, None, :], keys.shape)] = np.iinfo(
-        np.int64
-    ).max
-    return np.argsort(keys, axis=2)
+    h = _mix(h[:, :, None] + np.arange(width, dtype=np.uint64) * _GOLDEN) >> np.uint64(1)
+    padding = (np.arange(width) >= lengths[:, None]).astype(np.uint64) << np.uint64(63)  # Sorts last.
+    return np.argsort(h | padding[:, None, :], axis=2)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -303,16 +390,30 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _blocks(lengths: np.ndarray, repeats: int) -> list[slice]:
-    """Consecutive slices of ascending ``lengths`` whose rows (``repeats`` per instance) * width**2 stay
-    within ``_PAIRS``, or of one instance where a single one exceeds it."""
-    blocks, start = [], 0
-    while start < lengths.size:
-        cost = (np.arange(1, lengths.size - start + 1) * repeats) * lengths[start:].astype(np.int64) ** 2
+def _by_blocks(
+    x: np.ndarray,
+    y: np.ndarray,
+    lengths: np.ndarray,
+    repeats: int,
+    compute: Callable[[np.ndarray, int], np.ndarray],
+) -> np.ndarray:
+    """``compute(rows, width)`` over blocks of the defined instances (padded ``x``, ``y``), NaN elsewhere.
+
+    Blocks hold instances of similar length (little padding) and at most ``_PAIRS`` position pairs,
+    ``repeats`` rows per instance, unless a single instance has more; shape ``(m,)``.
+    """
+    out = np.full(lengths.size, np.nan)
+    index = np.flatnonzero(_defined(x, y, lengths))
+    index = index[np.argsort(lengths[index], kind="stable")]
+    start = 0
+    while start < index.size:
+        window = lengths[index[start : start + _PAIRS // (repeats * lengths[index[start]] ** 2) + 1]]
+        cost = np.arange(1, window.size + 1) * repeats * window.astype(np.int64) ** 2
         stop = start + max(1, int(np.searchsorted(cost, _PAIRS, side="right")))
-        blocks.append(slice(start, stop))
+        rows = index[start:stop]
+        out[rows] = compute(rows, lengths[rows].max())
         start = stop
-    return blocks
+    return out
 
 
 def _top_k_ranks(scores: np.ndarray, k: np.ndarray) -> np.ndarray:
