@@ -6,41 +6,22 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from benchmarks.reference import reference_published_top_k_tau, reference_top_k_tau
 from trainables.correlation import (
+    STATISTICS,
+    _permutations,
     batch_correlations,
     batch_kendall_tau,
+    batch_kendall_tau_b,
+    batch_published_top_k_tau,
     batch_top_k_kendall_tau,
+    chance_level,
     kendall_tau,
+    published_top_k_tau,
     significant_fraction,
     summarize,
     top_k_kendall_tau,
 )
-
-
-def reference_top_k_tau(x, y, k, p=0.5):
-    """Fagin et al.'s K^(p), case by case over pairs, rescaled to [-1, 1]: the slow cross-check."""
-    k = min(k, len(x))
-    top1 = sorted(range(len(x)), key=lambda i: (-x[i], i))[:k]
-    top2 = sorted(range(len(y)), key=lambda i: (-y[i], i))[:k]
-    pos1 = {item: rank for rank, item in enumerate(top1)}
-    pos2 = {item: rank for rank, item in enumerate(top2)}
-    distance = 0.0
-    for i, j in itertools.combinations(sorted(set(top1) | set(top2)), 2):
-        if i in pos1 and j in pos1 and i in pos2 and j in pos2:  # Case 1: ordered by both lists.
-            distance += (pos1[i] < pos1[j]) != (pos2[i] < pos2[j])
-        elif i in pos1 and j in pos1 and (i in pos2) != (j in pos2):  # Case 2: both in list 1.
-            inside = i if i in pos2 else j
-            outside = j if inside == i else i
-            distance += pos1[outside] < pos1[inside]
-        elif i in pos2 and j in pos2 and (i in pos1) != (j in pos1):  # Case 2: both in list 2.
-            inside = i if i in pos1 else j
-            outside = j if inside == i else i
-            distance += pos2[outside] < pos2[inside]
-        elif (i in pos1) != (j in pos1) and (i in pos2) != (j in pos2):  # Case 3: one only in each list.
-            distance += 1
-        else:  # Case 4: both in one list, neither in the other.
-            distance += p
-    return 1 - 2 * distance / (k * k + p * k * (k - 1))
 
 
 def random_pair(rng, n, ties=False):
@@ -178,6 +159,72 @@ def test_top_k_properties():
         assert kendall_tau(np.exp(x), y)[0] == pytest.approx(kendall_tau(x, y)[0])
 
 
+# Published top-k tau -------------------------------------------------------------------------------
+
+
+def test_published_k_1_is_one_whether_or_not_the_top_items_agree():
+    # z = 1: tau-b over one item is undefined, term1 = 0. z = 0: term4 = 2 * 0.5 * C(1, 2) = 0.
+    x = [3.0, 2.0, 1.0]
+    assert published_top_k_tau(x, x, 1) == 1.0
+    assert published_top_k_tau(x, [1.0, 2.0, 3.0], 1) == 1.0
+
+
+def test_published_disjoint_top_2_lists_by_hand():
+    # z = 0, |S| = |T| = 2: term1 = term2 = 0, term4 = 2 * 0.5 * C(2, 2) = 1; 1 - 2 * 1 / 4**2 = 0.875.
+    assert published_top_k_tau([4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0], 2) == pytest.approx(0.875)
+
+
+def test_published_partial_overlap_by_hand():
+    # k = 3; top of x = [a, b, c], of y = [a, c, d]: Z = {a, c}, S = {b}, T = {d}.
+    # term1: x and y both order a above c, tau_b = 1, term1 = 0.
+    # term2: (i in Z, j in S) with x[i] < x[j]: x[c] < x[b], 1 pair; (i in Z, j in T) with y[i] < y[j]: 0.
+    # term4 = 2 * 0.5 * C(1, 2) = 0. Value 1 - 2 * 1 / (1 + 1 + 2)**2 = 0.875.
+    x = [4.0, 3.0, 2.0, 1.0]
+    y = [4.0, 1.0, 3.0, 2.0]
+    assert published_top_k_tau(x, y, 3) == pytest.approx(0.875)
+    # y = [2, 1, 4, 3]: top of y = [c, d, a], Z = {a, c} again but y orders c above a: tau_b = -1,
+    # term1 = (1 - 0) * 2**2 = 4. term2 adds x[c] < x[b] and now also y[a] < y[d]: 2. 1 - 2 * 6 / 16.
+    assert published_top_k_tau(x, [2.0, 1.0, 4.0, 3.0], 3) == pytest.approx(1 - 12 / 16)
+
+
+def test_published_at_full_length_is_kendall_tau_b():
+    rng = np.random.default_rng(4)
+    for trial in range(100):
+        n = int(rng.integers(2, 25))
+        x, y = random_pair(rng, n, ties=trial % 2 == 0)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        expected = scipy.stats.kendalltau(x, y).statistic
+        assert published_top_k_tau(x, y, n) == pytest.approx(expected), (x, y)
+        assert published_top_k_tau(x, y, n + 5) == pytest.approx(expected), (x, y)
+
+
+def test_published_ties_break_to_lower_index():
+    # k = 2: x = [1, 1, 1, 0] ties three ways; its top 2 is {0, 1}, disjoint from y's {3, 2}: 0.875.
+    # Had the tie gone to position 2, Z = {2}, and y[2] < y[3] would give term2 = 1 and 1 - 2 / 9.
+    assert published_top_k_tau([1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0], 2) == pytest.approx(0.875)
+
+
+@pytest.mark.parametrize("x, y", [([], []), ([1.0], [2.0]), ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0])])
+def test_published_undefined_is_nan_without_warnings(x, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(published_top_k_tau(x, y, 1))
+        assert math.isnan(published_top_k_tau(y, x, 2))
+
+
+def test_published_matches_reference_on_random_cases():
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n = int(rng.integers(2, 30))
+        x, y = random_pair(rng, n, ties=trial % 2 == 0)
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            continue
+        k = int(rng.integers(1, n + 3))
+        expected = reference_published_top_k_tau(x, y, k)
+        assert published_top_k_tau(x, y, k) == pytest.approx(expected), (x, y, k)
+
+
 # Batched --------------------------------------------------------------------------------------------
 
 
@@ -197,12 +244,131 @@ def test_batch_matches_single_instance_functions():
     assert np.isnan(result["top_k_tau"][[0, 5, 6]]).all()
     scalar = batch_top_k_kendall_tau(a, b, 5)
     np.testing.assert_allclose(scalar, [top_k_kendall_tau(x, y, 5) for x, y in zip(a, b)], equal_nan=True)
+    published = batch_published_top_k_tau(a, b, ks)
+    defined = ~np.isnan(result["tau"])  # The reference knows no NaN rule; the NaN rule is shared.
+    expected = [reference_published_top_k_tau(a[i], b[i], int(ks[i])) for i in np.flatnonzero(defined)]
+    np.testing.assert_allclose(published[defined], expected)
+    assert np.array_equal(np.isnan(published), ~defined)
 
 
 def test_batch_empty():
     tau, p = batch_kendall_tau([], [])
     assert tau.shape == p.shape == (0,)
     assert batch_top_k_kendall_tau([], [], 3).shape == (0,)
+    assert batch_published_top_k_tau([], [], 3).shape == (0,)
+
+
+# Vectorised tau-b and chance levels ------------------------------------------------------------------
+
+
+def ragged_pairs(rng, lengths, ties_every=3):
+    pairs = [random_pair(rng, n, ties=i % ties_every == 0) for i, n in enumerate(lengths)]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def test_batch_kendall_tau_b_matches_scipy():
+    rng = np.random.default_rng(6)
+    lengths = [0, 1, 2, 3, 56] + list(rng.integers(2, 57, 400))
+    a, b = ragged_pairs(rng, lengths)
+    a[3] = np.full(3, 2.0)  # Constant: NaN.
+    tau = batch_kendall_tau_b(a, b)
+    expected = [
+        scipy.stats.kendalltau(x, y).statistic if i not in (0, 1, 3) else np.nan
+        for i, (x, y) in enumerate(zip(a, b))
+    ]
+    np.testing.assert_allclose(tau, expected, rtol=1e-12, atol=1e-15, equal_nan=True)
+    assert batch_kendall_tau_b([], []).shape == (0,)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_chance_is_the_statistics_mean_over_its_permutations(statistic):
+    # Rebuild each permuted b explicitly and average the batched statistic over them.
+    rng = np.random.default_rng(9)
+    lengths = [2, 3, 5, 19, 56, 140] + list(rng.integers(2, 40, 120))
+    a, b = ragged_pairs(rng, lengths, ties_every=2)
+    ks = rng.integers(1, 30, len(lengths))
+    batch = {"kendall": batch_kendall_tau_b, "topk": batch_top_k_kendall_tau}.get(
+        statistic, batch_published_top_k_tau
+    )
+    k = None if statistic == "kendall" else ks
+    orders = _permutations(5, np.arange(len(lengths)), np.array(lengths), 7, max(lengths))
+    values = [
+        batch(a, [y[order[r, : len(y)]] for y, order in zip(b, orders)], *([] if k is None else [k]))
+        for r in range(7)
+    ]
+    chance = chance_level(statistic, a, b, k, permutations=7, seed=5)
+    np.testing.assert_allclose(chance, np.mean(values, axis=0), rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_long_instances():
+    # Past 127 positions ranks need 16 bits; sums of them must not overflow.
+    rng = np.random.default_rng(10)
+    a, b = ragged_pairs(rng, [130, 300, 300], ties_every=2)
+    expected = [scipy.stats.kendalltau(x, y).statistic for x, y in zip(a, b)]
+    np.testing.assert_allclose(batch_kendall_tau_b(a, b), expected, rtol=1e-12)
+    for k in (5, 120, 290):
+        expected = [reference_published_top_k_tau(x, y, k) for x, y in zip(a, b)]
+        np.testing.assert_allclose(batch_published_top_k_tau(a, b, k), expected, rtol=1e-12)
+
+
+def test_chance_of_kendall_is_near_zero():
+    # Under permutation tau has mean 0 and, without ties, variance 2 (2n + 5) / (9 n (n - 1)). The mean of m
+    # instances' chance levels (each a mean of R permutations) has standard error sqrt(mean var / (R m)).
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(4, 30, 2000)
+    a, b = ragged_pairs(rng, lengths, ties_every=10**9)
+    chance = chance_level("kendall", a, b, permutations=20)
+    variance = 2 * (2 * lengths + 5) / (9 * lengths * (lengths - 1))
+    assert abs(chance.mean()) < 5 * math.sqrt(variance.mean() / (20 * lengths.size))
+    assert np.abs(chance).max() < 1
+
+
+@pytest.mark.parametrize("statistic", ["topk", "topk_published"])
+@pytest.mark.parametrize("k", [2, 4, 7])
+@pytest.mark.parametrize("ties", [False, True])
+def test_chance_of_top_k_is_the_mean_over_all_rankings(statistic, k, ties):
+    # Brute force: the exact mean of the statistic over all 4! orders of b. chance_level of m copies of the
+    # instance averages R * m random orders, so it lies within a few standard errors of that mean.
+    single = top_k_kendall_tau if statistic == "topk" else published_top_k_tau
+    x = np.array([0.9, 0.1, 0.5, 0.3])
+    y = np.array([0.2, 0.7, 0.2, 0.4]) if ties else np.array([0.2, 0.7, 0.6, 0.4])
+    values = np.array([single(x, y[list(order)], k) for order in itertools.permutations(range(4))])
+    copies, permutations = 300, 20
+    chance = chance_level(statistic, [x] * copies, [y] * copies, k, permutations=permutations)
+    standard_error = values.std() / math.sqrt(copies * permutations)
+    assert abs(chance.mean() - values.mean()) < 5 * standard_error + 1e-12
+    assert values.min() - 1e-12 <= chance.min() and chance.max() <= values.max() + 1e-12
+
+
+def test_chance_is_deterministic_and_depends_only_on_the_instance_and_its_position():
+    rng = np.random.default_rng(8)
+    lengths = list(rng.integers(2, 57, 400))
+    a, b = ragged_pairs(rng, lengths)
+    ks = rng.integers(1, 20, len(lengths))
+    for statistic, k in (("kendall", None), ("topk", ks), ("topk_published", ks)):
+        full = chance_level(statistic, a, b, k, seed=3)
+        np.testing.assert_array_equal(full, chance_level(statistic, a, b, k, seed=3))
+        prefix = chance_level(statistic, a[:50], b[:50], None if k is None else k[:50], seed=3)
+        np.testing.assert_array_equal(prefix, full[:50])  # Other instances and blocks do not matter.
+        assert not np.array_equal(full, chance_level(statistic, a, b, k, seed=4))
+
+
+def test_chance_keeps_the_first_vector_and_k():
+    # a's top-1 is position 0; y's scores are all equal but one. Fagin's top-1 tau is 1 when the permuted
+    # y puts its largest score at position 0 (1 order in 3), else -1: the mean over orders is -1/3.
+    x, y = [3.0, 2.0, 1.0], [0.0, 0.0, 5.0]
+    chance = chance_level("topk", [x] * 400, [y] * 400, 1, permutations=30)
+    assert abs(chance.mean() + 1 / 3) < 5 * math.sqrt(8 / 9 / (400 * 30))
+    assert np.isin(chance * 30, np.arange(-30, 31, 2)).all()  # Each a mean of 30 values in {-1, 1}.
+
+
+def test_chance_is_nan_where_the_statistic_is():
+    a = [[1.0], [2.0, 2.0], [1.0, 2.0, 3.0], []]
+    b = [[1.0], [1.0, 2.0], [3.0, 1.0, 2.0], []]
+    for statistic, k in (("kendall", None), ("topk", 2), ("topk_published", 2)):
+        chance = chance_level(statistic, a, b, k)
+        assert np.isnan(chance[[0, 1, 3]]).all() and not np.isnan(chance[2])
+    assert chance_level("topk", [], [], 3).shape == (0,)
 
 
 # Summaries ------------------------------------------------------------------------------------------
@@ -239,8 +405,31 @@ def test_significant_fraction():
             "k must be >= 1, got 0 at index 0",
         ),
         (lambda: batch_top_k_kendall_tau([[1.0, 2.0]], [[1.0, 2.0]], [1, 2]), r"shape \(1,\)"),
+        (lambda: published_top_k_tau([1.0, 2.0], [1.0, 2.0], 0), "k must be an integer >= 1, got 0"),
+        (lambda: published_top_k_tau([1.0, 2.0], [1.0], 1), "same length, got 2 and 1"),
+        (lambda: batch_published_top_k_tau([[1.0, 2.0]], [[1.0, 2.0]], [0]), "k must be >= 1, got 0 at"),
         (lambda: batch_kendall_tau([[1.0]], [[1.0], [2.0]]), "same number of instances, got 1 and 2"),
         (lambda: batch_kendall_tau([[1.0], [1.0, np.nan]], [[1.0], [1.0, 2.0]]), "instance 1: x must be"),
+        (lambda: batch_kendall_tau_b([[1.0, 2.0]], [[1.0]]), "instance 0: x and y must have the same length"),
+        (
+            lambda: chance_level("spearman", [[1.0, 2.0]], [[1.0, 2.0]]),
+            "statistic must be one of 'kendall', 'topk', 'topk_published', got 'spearman'",
+        ),
+        (
+            lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], permutations=0),
+            "permutations must be an integer >= 1, got 0",
+        ),
+        (
+            lambda: chance_level("topk", [[1.0, 2.0]], [[1.0, 2.0]], 1, permutations=2.5),
+            "permutations must be an integer >= 1, got 2.5",
+        ),
+        (lambda: chance_level("topk", [[1.0, 2.0]], [[1.0, 2.0]]), "k must be given for a top-k statistic"),
+        (lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], 2), "got 2 for 'kendall'"),
+        (lambda: chance_level("topk_published", [[1.0, 2.0]], [[1.0, 2.0]], 0), "k must be an integer >= 1"),
+        (
+            lambda: chance_level("kendall", [[1.0, 2.0]], [[1.0, 2.0]], seed=-1),
+            "seed must be an integer >= 0",
+        ),
         (lambda: summarize([[1.0]]), "values must be 1-D"),
         (lambda: significant_fraction([0.1], alpha=1.5), "alpha must be in .0, 1., got 1.5"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import decimal
 import itertools
 
 import pytest
@@ -14,13 +16,34 @@ from trainables.model import AttentionClassifier
 CONFIGS = list(itertools.product(("tanh", "dot"), ("softmax", "sparsemax")))
 
 
-def probability(model: AttentionClassifier, tokens: torch.Tensor) -> float:
-    """P(label 1) of one unpadded sequence [L], run alone; an empty sequence is one masked padding column."""
+def logit(model: AttentionClassifier, tokens: torch.Tensor) -> float:
+    """Logit of one unpadded sequence [L], run alone; an empty sequence is one masked padding column."""
     if len(tokens) == 0:
         logits, _ = model(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool))
     else:
         logits, _ = model(tokens.unsqueeze(0), torch.ones(1, len(tokens), dtype=torch.bool))
-    return torch.sigmoid(logits).item()
+    return logits.item()
+
+
+def probability(model: AttentionClassifier, tokens: torch.Tensor) -> float:
+    """P(label 1) of one unpadded sequence [L], run alone."""
+    return torch.sigmoid(torch.tensor(logit(model, tokens), dtype=torch.float64)).item()
+
+
+def exact_distance(logit: float, other: float) -> float:
+    """|sigmoid(logit) - sigmoid(other)| from 50-digit decimals, where no probability rounds to 1."""
+    with decimal.localcontext() as context:
+        context.prec = 50
+        p, q = (1 / (1 + (-decimal.Decimal(z)).exp()) for z in (logit, other))
+        return float(abs(p - q))
+
+
+def shifted(model: AttentionClassifier, shift: float) -> AttentionClassifier:
+    """A float32 copy of `model` whose decoder bias is moved by `shift`: logits of tens, as after training."""
+    model = copy.deepcopy(model).float()
+    with torch.no_grad():
+        model.decoder.bias.add_(shift)
+    return model
 
 
 @pytest.fixture(params=CONFIGS, ids=["-".join(config) for config in CONFIGS])
@@ -130,11 +153,57 @@ def test_all_padding_row_gets_zero(model: AttentionClassifier) -> None:
         assert (importance[mask] > 0).all()
 
 
-def test_float32_model_gives_float32_importance() -> None:
+def test_float32_model_gives_float64_importance() -> None:
     model = make_model("tanh", "softmax").float()
     tokens, mask = make_batch(LENGTHS)
-    assert gradient_importance(model, tokens, mask).dtype == torch.float32
-    assert leave_one_out_importance(model, tokens, mask).dtype == torch.float32
+    assert gradient_importance(model, tokens, mask).dtype == torch.float64
+    assert leave_one_out_importance(model, tokens, mask).dtype == torch.float64
+
+
+@pytest.mark.parametrize("shift", [40.0, -40.0])
+def test_gradient_survives_saturated_probabilities(model: AttentionClassifier, shift: float) -> None:
+    """At |logit| ~ 40, sigmoid is exactly 1 in float32 (and float64): a gradient taken through it would be 0
+    for every token. The bias shift leaves the logit's gradient unchanged, so each row's scores are the
+    unshifted ones times one factor, sigmoid'(logit) of the two models: the same ranking."""
+    tokens, mask = make_batch(LENGTHS)
+    small = gradient_importance(model, tokens, mask)
+    large = gradient_importance(shifted(model, shift), tokens, mask)
+    with torch.no_grad():
+        logits, _ = shifted(model, shift)(tokens, mask)
+    assert (logits.abs() > 37).all()  # Past float64's sigmoid saturation too.
+    for row, length in enumerate(LENGTHS):
+        ratio = large[row, :length] / small[row, :length]
+        assert torch.allclose(ratio, ratio[0].expand(length), rtol=1e-4)
+        assert torch.equal(large[row, :length].argsort(), small[row, :length].argsort())
+        assert (large[row, :length] > 0).all() and large[row, :length].unique().numel() == length
+
+
+@pytest.mark.parametrize("shift", [40.0, -40.0])
+def test_leave_one_out_survives_saturated_probabilities(model: AttentionClassifier, shift: float) -> None:
+    """At |logit| ~ 40 every probability is exactly 1 (or differs in its last float32 digits only), so
+    differencing probabilities gave 0 or a few float32 steps for every token. Scores must match 50-digit
+    arithmetic: to 1e-9 for a float64 model, and within float32 noise, with the same ranking, for float32.
+    (Their ranking need not be the unshifted model's: far along the sigmoid, a deletion that lowers the
+    logit moves p more than one that raises it as much.)"""
+    tokens, mask = make_batch(LENGTHS)
+    large32 = shifted(model, shift)
+    large64 = copy.deepcopy(large32).double()
+    importance32 = leave_one_out_importance(large32, tokens, mask)
+    importance64 = leave_one_out_importance(large64, tokens, mask)
+    with torch.no_grad():
+        for row, length in enumerate(LENGTHS):
+            sequence = tokens[row, :length]
+            full = logit(large64, sequence)
+            shorter = [
+                torch.cat([sequence[:position], sequence[position + 1 :]]) for position in range(length)
+            ]
+            exact = torch.tensor(
+                [exact_distance(full, logit(large64, deleted)) for deleted in shorter], dtype=torch.float64
+            )
+            assert torch.allclose(importance64[row, :length], exact, rtol=1e-9, atol=0)
+            assert torch.allclose(importance32[row, :length], exact, rtol=1e-3, atol=0)
+            assert torch.equal(importance32[row, :length].argsort(), exact.argsort())
+            assert (exact > 0).all() and exact.unique().numel() == length
 
 
 @pytest.mark.parametrize("method", ["gradient", "leave_one_out"])

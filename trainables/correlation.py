@@ -15,9 +15,13 @@ Edge cases, the same for single and batched functions:
 - Top-k tau is the K^(p) distance of Fagin, Kumar & Sivakumar (2003), p = 0.5, rescaled to [-1, 1]:
   identical top-k lists give 1, disjoint ones give -1. Since the scale is set by disjoint lists, when
   ``k`` equals the length (both lists hold every position) the minimum reachable value is above -1.
+- Published top-k tau is the variant in the code released with Neely & Schouten (2020), kept to compare
+  with their numbers (see :func:`published_top_k_tau`). It is not Fagin's: it drops the penalty for pairs
+  found one in each list only, so disjoint lists score 1 - (k - 1) / (4k) >= 0.75, not -1; at ``k = n`` it
+  equals Kendall tau-b.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.stats
@@ -25,6 +29,8 @@ from numpy.typing import ArrayLike
 
 P_TIE = 0.5  # Fagin et al.'s penalty p for a pair that one list does not order.
 _CHUNK = 256  # Instances per block in the batched top-k tau, bounding its (block, 2k, 2k) pair arrays.
+_PAIRS = 1 << 20  # Position pairs per block (rows * width**2) for tau-b, published top-k tau, chance levels.
+STATISTICS = ("kendall", "topk", "topk_published")  # What chance_level can take the chance level of.
 
 
 def kendall_tau(x: ArrayLike, y: ArrayLike) -> tuple[float, float]:
@@ -42,6 +48,23 @@ def top_k_kendall_tau(x: ArrayLike, y: ArrayLike, k: int) -> float:
     """
     x, y = _check_pair(x, y)
     return float(batch_top_k_kendall_tau([x], [y], _check_k(k))[0])
+
+
+def published_top_k_tau(x: ArrayLike, y: ArrayLike, k: int) -> float:
+    """Top-k tau of Neely & Schouten's released code between scores ``x`` and ``y`` (shape ``(n,)``).
+
+    With top-k sets A of ``x`` and B of ``y``, Z = A & B (z items), S = A - Z, T = B - Z, p = 0.5:
+
+    - term1 = (1 - (tau_b(x[Z], y[Z]) / 2 + 1/2)) * z**2, or 0 where that tau-b is undefined;
+    - term2 = #(i in Z, j in S) with x[i] < x[j], plus #(i in Z, j in T) with y[i] < y[j];
+    - term4 = 2 * p * C(k - z, 2); Fagin's penalty for a pair split one in each list is not added;
+    - value = 1 - 2 * (term1 + term2 + term4) / (|S| + |T| + z)**2.
+
+    So k = 1 always gives 1, two disjoint top-2 lists give 0.875, and k = n gives Kendall tau-b. It is
+    here to compare with N&S's published numbers; Fagin's :func:`top_k_kendall_tau` is the measure proper.
+    """
+    x, y = _check_pair(x, y)
+    return float(batch_published_top_k_tau([x], [y], _check_k(k))[0])
 
 
 def batch_kendall_tau(a: Sequence[ArrayLike], b: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +97,78 @@ def batch_top_k_kendall_tau(a: Sequence[ArrayLike], b: Sequence[ArrayLike], k: i
         width = lengths[block].max()
         out[block] = _top_k_tau_padded(x[block, :width], y[block, :width], ks[block])
     return out
+
+
+def batch_published_top_k_tau(
+    a: Sequence[ArrayLike], b: Sequence[ArrayLike], k: int | ArrayLike
+) -> np.ndarray:
+    """:func:`published_top_k_tau` per instance, vectorised; arguments as in :func:`batch_top_k_kendall_tau`.
+
+    Output shape ``(m,)``, NaN where an instance has fewer than 2 positions or a constant vector.
+    """
+    x, y, lengths = _pad_batch(a, b)
+    ks = np.broadcast_to(np.minimum(_check_ks(k, lengths.size), lengths), lengths.shape)
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        return _mean_published_top_k_tau(x[rows, :width], y[rows, :width], _same(rows, width), ks[rows])
+
+    return _by_blocks(x, y, lengths, 1, compute)
+
+
+def batch_kendall_tau_b(a: Sequence[ArrayLike], b: Sequence[ArrayLike]) -> np.ndarray:
+    """Kendall tau-b per instance, vectorised, without the p-value that makes :func:`batch_kendall_tau`
+    slow; ragged ``a``, ``b`` as there, output shape ``(m,)``, NaN where undefined."""
+    x, y, lengths = _pad_batch(a, b)
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        return _mean_kendall_tau_b(x[rows, :width], y[rows, :width], _same(rows, width))
+
+    return _by_blocks(x, y, lengths, 1, compute)
+
+
+def chance_level(
+    statistic: str,
+    a: Sequence[ArrayLike],
+    b: Sequence[ArrayLike],
+    k: int | ArrayLike | None = None,
+    permutations: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
+    """Per instance, the mean of ``statistic(a_i, b_i permuted)`` over random permutations; shape ``(m,)``.
+
+    What a statistic reaches when ``b`` carries no information about ``a``: ``b_i``'s scores are shuffled
+    over instance ``i``'s positions while ``a_i`` stays, so the top-k list of ``a`` (and with it sparsity
+    and ``k``) is kept. ``statistic`` is one of :data:`STATISTICS`: ``"kendall"`` (tau-b; no ``k``),
+    ``"topk"`` (Fagin's, :func:`batch_top_k_kendall_tau`) or ``"topk_published"``
+    (:func:`batch_published_top_k_tau`), whose ``k`` is as in those functions. NaN where the statistic is
+    undefined, which no permutation changes. For tau-b the mean over all permutations is exactly 0, so its
+    chance level shows the Monte Carlo noise of ``permutations`` draws.
+
+    Deterministic: instance ``i``'s permutations depend only on ``seed``, ``i`` (its position in ``a``) and
+    ``n_i``, never on the other instances or on how they are blocked.
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic must be one of {', '.join(map(repr, STATISTICS))}, got {statistic!r}")
+    if isinstance(permutations, bool) or not isinstance(permutations, int | np.integer) or permutations < 1:
+        raise ValueError(f"permutations must be an integer >= 1, got {permutations!r}")
+    if (statistic == "kendall") != (k is None):
+        raise ValueError(f"k must be given for a top-k statistic and only then, got {k!r} for {statistic!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    x, y, lengths = _pad_batch(a, b)
+    ks = lengths if k is None else np.minimum(_check_ks(k, lengths.size), lengths)  # Kendall: unused.
+    ks = np.broadcast_to(ks, lengths.shape)
+    mean = {
+        "kendall": lambda x, y, order, k: _mean_kendall_tau_b(x, y, order),
+        "topk": _mean_top_k_tau,
+        "topk_published": _mean_published_top_k_tau,
+    }[statistic]
+
+    def compute(rows: np.ndarray, width: int) -> np.ndarray:
+        order = _permutations(seed, rows, lengths[rows], permutations, width)
+        return mean(x[rows, :width], y[rows, :width], order, ks[rows])
+
+    return _by_blocks(x, y, lengths, permutations, compute)
 
 
 def batch_correlations(
@@ -133,6 +228,192 @@ def _top_k_tau_padded(x: np.ndarray, y: np.ndarray, k: np.ndarray) -> np.ndarray
     distance = discordant + P_TIE * only_one * (only_one - 1)
     max_distance = k**2 + P_TIE * k * (k - 1)
     return 1 - 2 * distance / max_distance
+
+
+# The kernels below take a block of B instances: x and y of shape (B, W), padded with -inf, and orders of
+# shape (B, R, W), each row a permutation of the instance's positions (padding last). They return, per
+# instance, the mean of a statistic between x[i] and y[i, order[i, r]] over the R orders: one order (the
+# identity) for the batched statistics, random ones for the chance levels. x stays in place, so what
+# depends on x alone is computed once per instance, not once per order.
+
+
+def _mean_kendall_tau_b(x: np.ndarray, y: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Mean tau-b = (C - D) / sqrt(N_x * N_y) over the orders: C (D) counts pairs that both vectors order
+    alike (oppositely), N_x (N_y) the pairs that x (y) does not tie. Shape ``(B,)``.
+
+    N_y does not change under permutation, so the R numerators are summed before dividing.
+    """
+    x = np.where(x == -np.inf, np.nan, x)  # NaN compares False: padding drops out of every pair.
+    shuffled = _gather(np.where(y == -np.inf, np.nan, y), order)
+    x_above = x[:, :, None] > x[:, None, :]
+    sign_x = x_above.view(np.int8) - x_above.transpose(0, 2, 1).view(np.int8)
+    y_above = _flat_pairs(shuffled[..., :, None] > shuffled[..., None, :])
+    ordered = np.einsum("brp,bp->b", y_above, sign_x.reshape(len(x), -1), dtype=np.int64)
+    untied = np.count_nonzero(x_above, axis=(1, 2)) * y_above[:, 0].sum(axis=1, dtype=np.int64)
+    return ordered / (order.shape[1] * np.sqrt(untied))
+
+
+def _mean_top_k_tau(x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mean of Fagin's top-k tau (as :func:`_top_k_tau_padded`) over the orders; shape ``(B,)``.
+
+    With s_p the capped rank in y of x's p-th item, the discordant pairs are the inversions of s (pairs
+    inside x's list) plus, for the y-only items T, sum over t of #{p in x's list ranked below t in y}, which
+    is |T| k - sum of T's ranks + C(|T|, 2); T's ranks are those below k that x's items do not take.
+    """
+    rank, _ = _top_k_items(x, y, order, k)
+    p, q = np.triu_indices(rank.shape[2], 1)
+    inversions = np.count_nonzero(rank[..., p] > rank[..., q], axis=2)  # Slots past k hold k: never counted.
+    in_both = rank < k[:, None, None]
+    k = k[:, None]
+    only_one = k - np.count_nonzero(in_both, axis=2)
+    y_only_ranks = k * (k - 1) // 2 - np.where(in_both, rank, 0).sum(axis=2)
+    cross = only_one * k - y_only_ranks + only_one * (only_one - 1) // 2
+    distance = inversions + cross + P_TIE * only_one * (only_one - 1)
+    return (1 - 2 * distance / (k**2 + P_TIE * k * (k - 1))).mean(axis=1)
+
+
+def _mean_published_top_k_tau(x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mean of the published top-k tau over the orders; shape ``(B,)``.
+
+    Items with a higher score than an item of Z all lie in its list, so the pairs of term2 follow from
+    counts: sum over Z of (#x-scores above) - N_x, plus sum over Z of (#y-scores above) - N_y, where N_x
+    (N_y) counts the pairs of Z that x (y) does not tie, as in tau-b over Z.
+    """
+    rank, y_above_count = _top_k_items(x, y, order, k)
+    in_z = rank < k[:, None, None]
+    z = np.count_nonzero(in_z, axis=2)
+    xs = -np.sort(-x, axis=1)[:, : rank.shape[2]]  # x's list in rank order
+    x_above_count = _count_above(xs)
+    x_above = xs[:, :, None] > xs[:, None, :]
+    sign_x = x_above.view(np.int8) - x_above.transpose(0, 2, 1).view(np.int8)
+    y_above_z = np.where(in_z, y_above_count, np.float32(np.nan))  # Fewer above: higher. NaN outside Z.
+    y_above = _flat_pairs(y_above_z[..., :, None] < y_above_z[..., None, :])
+    ordered = np.einsum("brp,bp->br", y_above, sign_x.reshape(len(x), -1), dtype=np.int64)
+    untied_y = y_above.sum(axis=2, dtype=np.int64)
+    z_float = in_z.astype(np.float32)
+    untied_x = ((z_float @ x_above.astype(np.float32)) * z_float).sum(axis=2)
+    untied = untied_x * untied_y
+    tau_b = ordered / np.sqrt(np.maximum(untied, 1))  # Used only where untied > 0.
+    term1 = np.where(untied > 0, (1 - (tau_b / 2 + 1 / 2)) * z**2, 0.0)
+    above_in_z = (in_z * (x_above_count[:, None, :].astype(np.int64) + y_above_count)).sum(axis=2)
+    term2 = above_in_z - untied_x - untied_y
+    k = k[:, None]
+    term4 = 2 * P_TIE * (k - z) * (k - z - 1) / 2
+    return (1 - 2 * (term1 + term2 + term4) / (2 * k - z) ** 2).mean(axis=1)
+
+
+def _top_k_items(
+    x: np.ndarray, y: np.ndarray, order: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For the items of x's top-k list, slot p in its rank order (p < K = max k): their rank in each
+    shuffled y (ties to the lower position), capped at k (k also in slots p >= k), and how many y-scores
+    are above theirs. Both shape ``(B, R, K)``.
+
+    Without ties the rank is the count above, gathered without sorting any shuffled y; instances whose y
+    has ties add the equal scores at earlier positions of the shuffled y.
+    """
+    x_list = np.argsort(-x, axis=1, kind="stable")[:, : k.max()]
+    items = order.transpose(0, 2, 1)[np.arange(len(x))[:, None], x_list].transpose(0, 2, 1)  # y positions
+    above = _gather(_count_above(y), items)
+    rank = above.copy()
+    tied = np.flatnonzero(_has_ties(y))
+    if tied.size:
+        shuffled = _gather(y[tied], order[tied])
+        positions = x_list[tied, None, :]
+        at = np.take_along_axis(shuffled, np.broadcast_to(positions, items[tied].shape), axis=2)
+        before = np.arange(y.shape[1]) < positions[..., None]
+        rank[tied] += np.count_nonzero((shuffled[:, :, None, :] == at[..., None]) & before, axis=3).astype(
+            rank.dtype
+        )
+    cap = k.astype(rank.dtype)[:, None, None]
+    return np.where(np.arange(x_list.shape[1]) < cap, np.minimum(rank, cap), cap), above
+
+
+def _count_above(scores: np.ndarray) -> np.ndarray:
+    """How many scores of its row (shape ``(B, W)``, padded with -inf) exceed each score; the smallest
+    signed integer type that holds W."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ordered = np.take_along_axis(scores, order, axis=1)
+    starts = np.ones(ordered.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(scores.shape[1]), 0), axis=1)
+    above = np.empty(order.shape, dtype=np.min_scalar_type(-scores.shape[1]))
+    np.put_along_axis(above, order, group_start, axis=1)
+    return above
+
+
+def _has_ties(scores: np.ndarray) -> np.ndarray:
+    """Rows (shape ``(B, W)``, padded with -inf) where two real scores are equal; shape ``(B,)``."""
+    ordered = np.sort(scores, axis=1)
+    return ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] > -np.inf)).any(axis=1)
+
+
+def _gather(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[i, index[i, r, j]]`` for values of shape ``(B, W)``; shape of ``index``."""
+    return values.reshape(-1)[index + (np.arange(len(values)) * values.shape[1])[:, None, None]]
+
+
+def _flat_pairs(pairs: np.ndarray) -> np.ndarray:
+    """Boolean pair matrices ``(B, R, W, W)`` as uint8 rows ``(B, R, W * W)``, for integer sums."""
+    return pairs.reshape(pairs.shape[:2] + (-1,)).view(np.uint8)
+
+
+def _same(rows: np.ndarray, width: int) -> np.ndarray:
+    """The identity order, shape ``(len(rows), 1, width)``: the statistic itself, not a chance level."""
+    return np.broadcast_to(np.arange(width), (len(rows), 1, width))
+
+
+def _permutations(
+    seed: int, instances: np.ndarray, lengths: np.ndarray, count: int, width: int
+) -> np.ndarray:
+    """``count`` random orders per instance, shape ``(B, count, width)``: row ``[i, r]`` permutes the
+    ``lengths[i]`` real positions and leaves the padding after them.
+
+    Sort keys hash (key, instance, r, position) with splitmix64, the key drawn by a numpy Generator from
+    ``seed``: so an instance's orders depend on its position in the input, never on the block.
+    """
+    key = np.random.default_rng(seed).integers(np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
+    h = _mix(key ^ (instances.astype(np.uint64) * _GOLDEN))
+    h = _mix(h[:, None] + np.arange(count, dtype=np.uint64) * _GOLDEN)
+    h = _mix(h[:, :, None] + np.arange(width, dtype=np.uint64) * _GOLDEN) >> np.uint64(1)
+    padding = (np.arange(width) >= lengths[:, None]).astype(np.uint64) << np.uint64(63)  # Sorts last.
+    return np.argsort(h | padding[:, None, :], axis=2)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 whose every output bit depends on every input bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _by_blocks(
+    x: np.ndarray,
+    y: np.ndarray,
+    lengths: np.ndarray,
+    repeats: int,
+    compute: Callable[[np.ndarray, int], np.ndarray],
+) -> np.ndarray:
+    """``compute(rows, width)`` over blocks of the defined instances (padded ``x``, ``y``), NaN elsewhere.
+
+    Blocks hold instances of similar length (little padding) and at most ``_PAIRS`` position pairs,
+    ``repeats`` rows per instance, unless a single instance has more; shape ``(m,)``.
+    """
+    out = np.full(lengths.size, np.nan)
+    index = np.flatnonzero(_defined(x, y, lengths))
+    index = index[np.argsort(lengths[index], kind="stable")]
+    start = 0
+    while start < index.size:
+        window = lengths[index[start : start + _PAIRS // (repeats * lengths[index[start]] ** 2) + 1]]
+        cost = np.arange(1, window.size + 1) * repeats * window.astype(np.int64) ** 2
+        stop = start + max(1, int(np.searchsorted(cost, _PAIRS, side="right")))
+        rows = index[start:stop]
+        out[rows] = compute(rows, lengths[rows].max())
+        start = stop
+    return out
 
 
 def _top_k_ranks(scores: np.ndarray, k: np.ndarray) -> np.ndarray:

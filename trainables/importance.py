@@ -3,7 +3,11 @@
 Both take a padded batch (token ids [B, T], 0 = padding; mask [B, T] bool, True on the real tokens, which
 must come first in each row) and return one non-negative score per token [B, T], 0 on padding.
 Both run the model in eval mode and restore its previous mode afterwards, so callers need not care.
-Both follow the model's device and dtype.
+Both run the model on its device and in its dtype, but return float64 scores. A trained model's logits
+reach tens, where sigmoid rounds to exactly 1 in float32 (from |logit| > 17) and even in float64 (from
+|logit| > 37): scores taken through such a probability are all 0 (gradient) or tie at 0 (leave-one-out).
+So the model's passes stop at the logit, and probabilities enter in float64 only, in forms that keep the
+small tail: sigmoid(z) * sigmoid(-z) for the gradient, `_probability_distance` for leave-one-out.
 """
 
 from __future__ import annotations
@@ -21,21 +25,27 @@ DEFAULT_MAX_ROWS = 256
 
 
 def gradient_importance(model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """|gradient x input| of the predicted-class probability, summed over the embedding dimension: [B, T].
+    """|gradient x input| of the predicted-class probability, summed over the embedding dimension: [B, T],
+    float64.
 
     The predicted-class probability is p if p >= 0.5 else 1 - p, with p = sigmoid(logit). Jain & Wallace
     rank tokens by the absolute value, so the sign (which merely says which class a token pushes towards)
     is dropped here. As in their code, the attention weights are held fixed (detached): the gradient
     measures each input's effect through the encoder, not through the attention being compared with it.
-    Instances are independent, so one backward pass of the summed probabilities gives every instance's
-    gradient; only the embeddings get a gradient, never the parameters.
+    By the chain rule the score is |gradient x input of the logit| * sigmoid'(logit), as d(1 - p) = -dp:
+    the model's backward pass never meets the sigmoid, and sigmoid'(logit) = p (1 - p) is taken in float64
+    as sigmoid(logit) * sigmoid(-logit), which stays exact where p rounds to 1. Instances are independent,
+    so one backward pass of the summed logits gives every instance's gradient; only the embeddings get a
+    gradient, never the parameters.
     """
     check_batch(tokens, mask)
     with eval_mode(model), torch.enable_grad():
         embeddings = model.embed(tokens).detach().requires_grad_(True)
         logits, _ = model.forward_embeddings(embeddings, mask, detach_attention=True)
-        (gradient,) = torch.autograd.grad(_predicted_probability(logits).sum(), embeddings)
-    return ((gradient * embeddings).sum(-1).abs() * mask).detach()
+        (gradient,) = torch.autograd.grad(logits.sum(), embeddings)
+    logits = logits.detach().double()
+    slope = torch.sigmoid(logits) * torch.sigmoid(-logits)
+    return (gradient * embeddings).detach().sum(-1).double().abs() * slope.unsqueeze(1) * mask
 
 
 def leave_one_out_importance(
@@ -44,13 +54,14 @@ def leave_one_out_importance(
     mask: torch.Tensor,
     max_rows: int = DEFAULT_MAX_ROWS,
 ) -> torch.Tensor:
-    """Total variation distance |p - p_without_t| between outputs with and without each real token t: [B, T].
+    """Total variation distance |p - p_without_t| between outputs with and without each real token t: [B, T],
+    float64.
 
     Deleting t shortens the sequence by one (later tokens shift left), as in Jain & Wallace; it is not
     replaced by padding. For a binary output [1 - p, p] the TVD is |p - q|. Deleting the only token of a
     length-1 row leaves an empty input, for which the model outputs sigmoid(decoder bias) = p_empty; the
     score is then |p - p_empty|. All deletions of the batch run together, at most max_rows sequences (all of
-    one length) per forward pass.
+    one length) per forward pass, in the model's dtype; their logits become probabilities in float64.
     """
     check_batch(tokens, mask)
     if max_rows < 1:
@@ -58,11 +69,11 @@ def leave_one_out_importance(
     lengths = mask.sum(1)
     rows, positions = mask.nonzero(as_tuple=True)  # one deletion per real token, grouped by row
     with eval_mode(model), torch.no_grad():
-        full = _probabilities(model, tokens, lengths, max_rows)
+        full = _logits(model, tokens, lengths, max_rows)
         deleted_tokens = _delete_one(tokens, rows, positions, lengths)
-        deleted = _probabilities(model, deleted_tokens, lengths[rows] - 1, max_rows)
-    importance = torch.zeros(mask.shape, dtype=full.dtype, device=full.device)
-    importance[rows, positions] = (full[rows] - deleted).abs()
+        deleted = _logits(model, deleted_tokens, lengths[rows] - 1, max_rows)
+    importance = torch.zeros(mask.shape, dtype=torch.float64, device=full.device)
+    importance[rows, positions] = _probability_distance(full[rows], deleted)
     return importance
 
 
@@ -80,10 +91,10 @@ def _delete_one(
     return shortened * (columns < (lengths[rows] - 1).unsqueeze(1))
 
 
-def _probabilities(
+def _logits(
     model: AttentionClassifier, tokens: torch.Tensor, lengths: torch.Tensor, max_rows: int
 ) -> torch.Tensor:
-    """P(label 1) [N] of left-aligned sequences [N, T] with the given lengths [N].
+    """Logits [N], in the model's dtype, of left-aligned sequences [N, T] with the given lengths [N].
 
     Rows are grouped by length and run at most max_rows at a time, so no chunk mixes lengths: each is a
     dense [rows, length] block with no padding, which is also the fast path of the CPU LSTM (~10% faster
@@ -91,20 +102,26 @@ def _probabilities(
     """
     order = lengths.argsort()
     _, counts = torch.unique_consecutive(lengths[order], return_counts=True)
-    probabilities = torch.empty(len(order), dtype=model.decoder.weight.dtype, device=tokens.device)
+    logits = torch.empty(len(order), dtype=model.decoder.weight.dtype, device=tokens.device)
     for group in order.split(counts.tolist()):
         width = max(int(lengths[group[0]]), 1)
         group_mask = torch.arange(width, device=tokens.device) < lengths[group].unsqueeze(1)
         for chunk, chunk_mask in zip(group.split(max_rows), group_mask.split(max_rows), strict=True):
-            logits, _ = model(tokens[chunk, :width], chunk_mask)
-            probabilities[chunk] = torch.sigmoid(logits)
-    return probabilities
+            chunk_logits, _ = model(tokens[chunk, :width], chunk_mask)
+            logits[chunk] = chunk_logits
+    return logits
 
 
-def _predicted_probability(logits: torch.Tensor) -> torch.Tensor:
-    """Probability of the predicted class [B]: p if p >= 0.5 else 1 - p."""
-    p = torch.sigmoid(logits)
-    return torch.where(p >= 0.5, p, 1 - p)
+def _probability_distance(logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """|sigmoid(logits) - sigmoid(other)| in float64, elementwise.
+
+    As sigmoid(-z) = 1 - sigmoid(z), negating both logits keeps the distance; it is taken on the side where
+    their sum is negative, so probabilities near 1 (rounded to 1 even in float64 past |z| = 37) are
+    handled as their small complements, which keep their digits.
+    """
+    logits, other = logits.double(), other.double()
+    side = torch.where(logits + other > 0, -1.0, 1.0).to(logits)
+    return (torch.sigmoid(side * logits) - torch.sigmoid(side * other)).abs()
 
 
 @contextmanager
