@@ -102,9 +102,9 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
             if row.spread_metric:
                 assert row.within_std == pytest.approx(logged[row.spread_metric], abs=1e-12)
             checked += 1
-    # Table 1: softmax x 8 cells; Table 2: 2 settings x 12; counterfactual: 2 x 3 classes x 7; quality: 2 x 3;
-    # timing: 2 x 6 phases
-    assert rows == 8 + 24 + 42 + 6 + 12 and checked >= 0.9 * rows
+    # Table 1: softmax x 8 cells; Table 2: 2 settings x 12; agreement: 2 x 3 pairs x 2; counterfactual:
+    # 2 x 3 classes x 7; quality: 2 x 3; timing: 2 x 6 phases
+    assert rows == 8 + 24 + 12 + 42 + 6 + 12 and checked >= 0.9 * rows
     softmax = metrics["sst2-lstm-tanh-softmax"]
     markdown = (folder / "tables" / "model_quality.md").read_text()
     cells = " | ".join(f"{softmax[f'test/{m}']:.3f}" for m in ("accuracy", "f1", "auc"))
