@@ -42,14 +42,12 @@ def documented_metrics() -> set[str]:
     """Every final metric name docs/METRICS.md promises for a trial without attributions."""
     names = {
         f"time/{phase}_s"
-        for phase in ("train", "gradient", "loo", "correlation", "adversarial", "permutation")
+        for phase in ("train", "gradient", "loo", "correlation", "chance", "adversarial", "permutation")
     }
     for label in ("all", "0", "1"):
-        for measure in ("kendall", "topk_avg", "topk_nz"):
+        for measure in ("kendall", "topk_avg", "topk_nz", "topk_ns_avg", "topk_ns_nz"):
             for pair in ("attn_grad", "attn_loo", "grad_loo"):
-                stats = (
-                    ("mean", "std", "n_nan", "sig_frac") if measure == "kendall" else ("mean", "std", "n_nan")
-                )
+                stats = ("mean", "std", "n_nan", "chance", *(("sig_frac",) if measure == "kendall" else ()))
                 names |= {f"{measure}/{pair}/{label}/{stat}" for stat in stats}
         names |= {f"attention/{label}/{stat}" for stat in ("nonzero_mean", "nonzero_ratio")}
         names |= {

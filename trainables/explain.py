@@ -19,7 +19,14 @@ import torch
 
 from trainables import registry
 from trainables.attributions import attribution_importance
-from trainables.correlation import batch_kendall_tau, batch_top_k_kendall_tau, significant_fraction, summarize
+from trainables.correlation import (
+    batch_kendall_tau,
+    batch_published_top_k_tau,
+    batch_top_k_kendall_tau,
+    chance_level,
+    significant_fraction,
+    summarize,
+)
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.data import Split, length_batches
 from trainables.importance import gradient_importance, leave_one_out_importance
@@ -28,6 +35,7 @@ from trainables.registry import Pair
 from trainables.settings import CounterfactualSettings, ExplainSettings
 
 COUNTERFACTUAL_COLUMNS = ("adv_max_jsd", "adv_found", "adv_output_diff", "max_attention", "perm_median_diff")
+TOP_K_FORMULAS = {"topk": batch_top_k_kendall_tau, "topk_published": batch_published_top_k_tau}
 
 
 @dataclass
@@ -85,7 +93,9 @@ def explain(
     pairs = registry.pairs(settings.attributions)
     with timer.phase("correlation"):
         table = correlations(scores, pairs)
-    instances = pd.concat([instances, table, pd.DataFrame(columns)], axis=1)
+    with timer.phase("chance"):
+        chance = chance_levels(scores, pairs, table, settings.chance_permutations, seed)
+    instances = pd.concat([instances, table, chance, pd.DataFrame(columns)], axis=1)
     metrics = summary_metrics(instances, pairs, counterfactual.enabled)
     metrics.update({f"time/{phase}_s": seconds for phase, seconds in timer.seconds.items()})
     return Explanation(instances, tokens, metrics)
@@ -196,18 +206,44 @@ def unpad(values: torch.Tensor, mask: torch.Tensor) -> list[np.ndarray]:
 
 
 def correlations(scores: dict[str, list[np.ndarray]], pairs: tuple[Pair, ...]) -> pd.DataFrame:
-    """Per instance: k values, non-zero attention count, and every statistic for every pair."""
+    """Per instance: the k values (`k_avg`: the mean test length; `k_nz`: the non-zero attention weights,
+    at least 1), the non-zero count, and every statistic of the registry for every pair."""
     lengths = np.array([len(row) for row in scores["attention"]])
     nonzero = np.array([int((row > 0).sum()) for row in scores["attention"]])
-    k_avg = max(1, round(float(lengths.mean())))
-    k_nz = np.maximum(nonzero, 1)
-    table = {"nonzero": nonzero, "k_avg": np.full(len(lengths), k_avg), "k_nz": k_nz}
+    table = {
+        "nonzero": nonzero,
+        "k_avg": np.full(len(lengths), max(1, round(float(lengths.mean())))),
+        "k_nz": np.maximum(nonzero, 1),
+    }
     for pair in pairs:
         a, b = scores[pair.first.name], scores[pair.second.name]
-        table[f"kendall_{pair.name}"], table[f"kendall_p_{pair.name}"] = batch_kendall_tau(a, b)
-        table[f"topk_avg_{pair.name}"] = batch_top_k_kendall_tau(a, b, k_avg)
-        table[f"topk_nz_{pair.name}"] = batch_top_k_kendall_tau(a, b, k_nz)
+        for statistic in registry.STATISTICS:
+            column = f"{statistic.name}_{pair.name}"
+            if statistic.formula == "kendall":
+                table[column], table[f"kendall_p_{pair.name}"] = batch_kendall_tau(a, b)
+            else:
+                table[column] = TOP_K_FORMULAS[statistic.formula](a, b, table[f"k_{statistic.k}"])
     return pd.DataFrame(table)
+
+
+def chance_levels(
+    scores: dict[str, list[np.ndarray]],
+    pairs: tuple[Pair, ...],
+    table: pd.DataFrame,
+    permutations: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Per instance, every statistic's chance level for every pair: its mean when the second measure's
+    scores are shuffled over the instance's tokens (`permutations` draws, seeded by the trial seed)."""
+    chance = {}
+    for pair in pairs:
+        a, b = scores[pair.first.name], scores[pair.second.name]
+        for statistic in registry.STATISTICS:
+            k = None if statistic.k is None else table[f"k_{statistic.k}"].to_numpy()
+            chance[registry.chance_column(statistic.name, pair.name)] = chance_level(
+                statistic.formula, a, b, k, permutations=permutations, seed=seed
+            )
+    return pd.DataFrame(chance)
 
 
 def summary_metrics(
@@ -223,6 +259,7 @@ def summary_metrics(
             for pair in pairs:
                 values = part[f"{statistic.name}_{pair.name}"].to_numpy()
                 summary = summarize(values)
+                summary["chance"] = float(part[registry.chance_column(statistic.name, pair.name)].mean())
                 if "sig_frac" in statistic.summaries:
                     p_values = part[f"{statistic.name}_p_{pair.name}"].to_numpy()
                     summary["sig_frac"] = significant_fraction(p_values, registry.SIGNIFICANCE)

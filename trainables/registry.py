@@ -40,12 +40,20 @@ class Pair:
 
 @dataclass(frozen=True)
 class Statistic:
-    """A per-instance rank correlation, logged per pair and class as `{name}/{pair}/{class}/{stat}`."""
+    """A per-instance rank correlation, logged per pair and class as `{name}/{pair}/{class}/{summary}`.
+
+    `formula` names the statistic of `trainables.correlation.chance_level` it computes ("kendall": τ-b;
+    "topk": Fagin's top-k τ; "topk_published": the top-k τ of Neely & Schouten's released code) and `k`
+    the instance's k of a top-k formula: "avg" (the mean test length) or "nz" (its non-zero attention
+    weights). Every statistic also gets a chance level, `.../chance`.
+    """
 
     name: str
     label: str
     short_label: str
-    summaries: tuple[str, ...] = ("mean", "std", "n_nan")
+    formula: str
+    k: str | None = None
+    summaries: tuple[str, ...] = ("mean", "std", "n_nan", "chance")
 
 
 # Always computed by a trial, in this order.
@@ -63,10 +71,23 @@ ATTRIBUTION_MEASURES = (
 ATTRIBUTION_METHODS = tuple(measure.name for measure in ATTRIBUTION_MEASURES)
 
 STATISTICS = (
-    Statistic("kendall", "Kendall τ (all tokens)", "Kendall τ", ("mean", "std", "n_nan", "sig_frac")),
-    Statistic("topk_avg", "top-k Kendall τ, k = mean test length", "top-k τ, k = mean length"),
-    Statistic("topk_nz", "top-k Kendall τ, k = non-zero attention weights", "top-k τ, k = non-zero"),
-)
+    Statistic(
+        "kendall", "Kendall τ (all tokens)", "Kendall τ", "kendall",
+        summaries=("mean", "std", "n_nan", "chance", "sig_frac"),
+    ),
+    Statistic("topk_avg", "top-k Kendall τ, k = mean test length", "top-k τ, k = mean length", "topk", "avg"),
+    Statistic(
+        "topk_nz", "top-k Kendall τ, k = non-zero attention weights", "top-k τ, k = non-zero", "topk", "nz"
+    ),
+    Statistic(
+        "topk_ns_avg", "top-k τ, published formula, k = mean test length",
+        "published top-k τ, k = mean length", "topk_published", "avg",
+    ),
+    Statistic(
+        "topk_ns_nz", "top-k τ, published formula, k = non-zero attention weights",
+        "published top-k τ, k = non-zero", "topk_published", "nz",
+    ),
+)  # fmt: skip
 STATISTIC_NAMES = tuple(statistic.name for statistic in STATISTICS)
 
 CLASSES = {"all": "all", "0": "negative (0)", "1": "positive (1)"}  # "all" and each true label
@@ -96,6 +117,7 @@ PHASES = {
     "loo": "leave-one-out",
     **{measure.name: measure.label for measure in ATTRIBUTION_MEASURES},
     "correlation": "correlations",
+    "chance": "chance levels",
     "adversarial": "adversarial search",
     "permutation": "permutation",
 }
@@ -124,6 +146,11 @@ ALL_PAIRS = pairs(ATTRIBUTION_METHODS)  # every pair any trial can log, in displ
 def correlation_metric(statistic: str, pair: str, label: str, summary: str) -> str:
     """`kendall/attn_grad/0/mean`: the name of a per-trial correlation summary."""
     return f"{statistic}/{pair}/{label}/{summary}"
+
+
+def chance_column(statistic: str, pair: str) -> str:
+    """`kendall_attn_grad_chance`: the column of an instance's chance level in `instances.parquet`."""
+    return f"{statistic}_{pair}_chance"
 
 
 def logged_pairs(names: Iterable[str]) -> tuple[Pair, ...]:

@@ -89,6 +89,7 @@ class ExplainSettings:
     ig_steps: int = positive(default=50)  # Integrated Gradients path points (captum's default)
     lime_samples: int = positive(default=500)  # LIME perturbations per instance
     internal_batch_size: int = positive(default=256)  # rows per forward pass of the attribution methods
+    chance_permutations: int = positive(default=20)  # permutations per instance behind each chance level
 
 
 @dataclass(frozen=True)
