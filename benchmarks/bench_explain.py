@@ -1,11 +1,12 @@
 """Time a trial's whole explanation phase on the real SST-2 test set, on one CPU thread.
 
 Runs `trainables.explain.explain` exactly as a trial does (gradient and leave-one-out importance,
-correlations and their chance levels, adversarial attention, permutation) with the sweep's default settings, on a random-weight
-BiLSTM AttentionClassifier (embed 300, hidden 128) over the prepared SST-2 vocabulary: the cost depends on
-shapes, not weights. Run from the repository root: python -m benchmarks.bench_explain [--normalizer sparsemax]
-Prints `name: value` lines. Targets (1,821 sentences, 1 thread): gradient + LOO + correlation under 15 s,
-adversarial search under 90 s at 500 steps.
+correlations and their chance levels, adversarial attention, permutation) with the sweep's default
+settings, on a random-weight BiLSTM AttentionClassifier (embed 300, hidden 128) over the prepared SST-2
+vocabulary: the cost depends on shapes, not weights. Run from the repository root:
+python -m benchmarks.bench_explain [--normalizer sparsemax]. Prints `name: value` lines. Targets (1,821
+sentences, 1 thread): gradient + LOO + correlations + chance levels under 10 s, chance levels at most twice
+the correlations, adversarial search under 90 s at 500 steps.
 """
 
 from __future__ import annotations
