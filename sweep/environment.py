@@ -10,10 +10,10 @@ import os
 
 from sweep.tracking import is_file_store
 
+# Ray's token authentication stays as Ray sets it up (on for a new local instance): never disabled here.
 RAY_VARIABLES = {
     # per-epoch checkpoints are the point: silence Ray's warning about frequent experiment snapshots
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "RAY_AUTH_MODE": "disabled",
 }
 
 
