@@ -8,6 +8,8 @@ python run_sweep.py --config my_sweep.yaml --seeds 1,2,3 --max-concurrent 4
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -98,6 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def mlflow_ui_command(tracking_uri: str) -> str:
+    """The MLflow UI command for this store, with the `mlflow` of this interpreter (the venv's after
+    `make sweep`), served on loopback only."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    program = shlex.quote(os.path.relpath(mlflow)) if mlflow.exists() else "mlflow"
+    return f"{program} ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1"
+
+
+def resume_command(name: str, args: argparse.Namespace) -> str:
+    """`python run_sweep.py --resume NAME` with the options that say where the sweep's files are."""
+    where = {
+        "--output-dir": args.output_dir,
+        "--tracking-uri": args.tracking_uri,
+        "--storage-path": args.storage_path,
+        "--data-dir": args.data_dir,
+        "--address": args.address,
+    }
+    given = [f"{flag} {shlex.quote(str(value))}" for flag, value in where.items() if value is not None]
+    return " ".join(["python run_sweep.py --resume", shlex.quote(name), *given])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -136,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nSweep {result.name!r}: {tally(result.summary)}")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
-    print(f"Compare the runs: mlflow ui --backend-store-uri {result.tracking_uri}")
+    print(f"Compare the runs: {mlflow_ui_command(result.tracking_uri)}   (then open http://127.0.0.1:5000)")
+    if (result.summary["status"] == "UNFINISHED").any():
+        print(f"Continue the unfinished trials: {resume_command(result.name, args)}")
     if not args.no_analysis and result.failed < len(result.summary):
         from analysis import AnalysisError, analyze
 
