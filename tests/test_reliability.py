@@ -265,6 +265,11 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
         kill_ray_under(ray_tmp)
     if stop_signal == signal.SIGINT:
         assert runs_by_name(out, "interrupted")["sst2-lstm-tanh-sparsemax-s1"].info.status == "KILLED"
+        printed = driver.stdout.read().decode()
+        assert (
+            f"Continue the unfinished trials: python run_sweep.py --resume interrupted --output-dir {out}"
+            in printed
+        )
 
     resumed = start_sweep(["--resume", "interrupted", "--output-dir", str(out)], ray_tmp)
     try:
