@@ -10,7 +10,9 @@ import os
 
 from sweep.tracking import is_file_store
 
-# Ray's token authentication stays as Ray sets it up (on for a new local instance): never disabled here.
+# Ray's token authentication is left as Ray sets it up, never disabled: a new local instance turns it on
+# by itself; a cluster's nodes and the processes that join it run with RAY_AUTH_MODE=token (cluster.yaml,
+# docs/CLUSTER.md). The mode must be set before Ray is imported, so it is not set here.
 RAY_VARIABLES = {
     # per-epoch checkpoints are the point: silence Ray's warning about frequent experiment snapshots
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",

@@ -195,7 +195,7 @@ def node_ports() -> list[str]:
 
 def ray_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
+    env.update(RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0", MLFLOW_DISABLE_TELEMETRY="true")
     return env
 
 
@@ -349,6 +349,7 @@ def test_check_shared_storage_on_two_nodes(two_node_cluster, monkeypatch):
     import ray
 
     monkeypatch.delenv(cluster.SHARED_STORAGE_ENV, raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the cluster requires Ray's token, as run_sweep.py sends it
     monkeypatch.setattr(cluster, "LAUNCHER_CONFIG", Path("/nonexistent/ray_bootstrap_config.yaml"))
     ray.init(address=two_node_cluster.address, include_dashboard=False, log_to_driver=False)
     try:
