@@ -283,3 +283,52 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
     finished_after = runs["sst2-lstm-tanh-softmax-s1"]
     assert finished_after.info.end_time == finished_before.info.end_time  # not retrained
     assert finished_after.data.metrics == finished_before.data.metrics
+
+
+KILL_WHEN_FINISHED = """
+import functools, os, signal, sys
+from pathlib import Path
+from sweep.config import load_config
+from sweep.runner import SweepOptions, run_sweep
+from trainables.trial import TrialHooks
+
+kill_driver = functools.partial(os.kill, os.getpid(), signal.SIGKILL)
+hooks = TrialHooks(after_finish=lambda config: kill_driver())  # right after the run turns FINISHED
+options = SweepOptions(data_dir=Path(sys.argv[2]), output_dir=Path(sys.argv[3]))
+run_sweep(load_config(sys.argv[1]), options, hooks=hooks)
+"""
+
+
+@pytest.mark.ray
+def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir, tmp_path):
+    out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_finished"
+    config = smoke_yaml(tmp_path, "just-finished", resources={"max_concurrent": 1})
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
+    try:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILL_WHEN_FINISHED, config, str(sst_dir), str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+    finally:
+        kill_ray_under(ray_tmp)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-3000:]
+    (before,) = runs_by_name(out, "just-finished").values()  # max_concurrent 1: the second never started
+    assert before.info.status == "FINISHED"
+
+    resumed = start_sweep(["--resume", "just-finished", "--output-dir", str(out)], ray_tmp)
+    try:
+        output = resumed.communicate(timeout=300)[0].decode()
+    finally:
+        kill_ray_under(ray_tmp)
+    assert resumed.returncode == 0, output[-3000:]
+    runs = runs_by_name(out, "just-finished")
+    after = runs[before.info.run_name]
+    assert after.info.status == "FINISHED" and after.info.end_time == before.info.end_time
+    assert after.data.metrics == before.data.metrics
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    for name in ("test/accuracy", "kendall/attn_grad/all/mean", "time/train_s"):
+        assert len(client.get_metric_history(after.info.run_id, name)) == 1, name
+    assert all(run.info.status == "FINISHED" for run in runs.values()) and len(runs) == 2

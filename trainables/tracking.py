@@ -35,7 +35,11 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class TrialRun:
-    """One trial's MLflow run: found by its Ray trial id (retries and restores reuse it), or created."""
+    """One trial's MLflow run: found by its Ray trial id (retries and restores reuse it), or created.
+
+    `finished` says the run was already FINISHED: the trial completed before a crash that Ray's saved
+    experiment state (written at most every ~10 s) had not caught up with, so it must not run again.
+    """
 
     def __init__(self, tracking: Mapping[str, str], config: Mapping[str, Any], trial_id: str):
         self.client = MlflowClient(tracking_uri=tracking["uri"])
@@ -43,9 +47,11 @@ class TrialRun:
             [tracking["experiment_id"]], filter_string=f"tags.trial_id = '{trial_id}'", max_results=1
         )
         self.resumed = bool(existing)
+        self.finished = self.resumed and existing[0].info.status == "FINISHED"
         if self.resumed:
             self.run_id = existing[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
+            if not self.finished:
+                self.client.update_run(self.run_id, status="RUNNING")
             return
         tags = {axis: str(config[axis]) for axis in AXES}
         tags.update(sweep=tracking["sweep"], trial_id=trial_id)
@@ -62,6 +68,10 @@ class TrialRun:
         entries = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(float(v))]
         for start in range(0, len(entries), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=entries[start : start + MAX_BATCH])
+
+    def logged_metrics(self) -> dict[str, float]:
+        """The latest value of every metric the run holds."""
+        return dict(self.client.get_run(self.run_id).data.metrics)
 
     def logged_steps(self, metric: str) -> set[int]:
         """Steps already logged for `metric` (a restored trial skips them instead of logging twice)."""

@@ -69,6 +69,7 @@ class TrialHooks:
 
     before_training: Callable[[dict[str, Any]], None] | None = None  # (config)
     after_epoch: Callable[[dict[str, Any], int, bool], None] | None = None  # (config, epoch, resumed run)
+    after_finish: Callable[[dict[str, Any]], None] | None = None  # (config), once its run is FINISHED
 
 
 def choose_device() -> torch.device:
@@ -138,6 +139,9 @@ def run_trial(
     """
     hooks = hooks or TrialHooks()
     run = TrialRun(config["tracking"], config, trial_id=tune.get_context().get_trial_id())
+    if run.finished:  # done before a crash: report what it logged, log nothing twice
+        tune.report(run.logged_metrics())
+        return
     try:
         final = train_and_explain(config, datasets[config["dataset"]], run, hooks)
         run.log_metrics(final)
@@ -145,6 +149,8 @@ def run_trial(
     except Exception:
         run.fail(traceback.format_exc())
         raise
+    if hooks.after_finish:
+        hooks.after_finish(config)
     tune.report(final)
 
 
