@@ -71,7 +71,7 @@ def test_cluster_yaml_layout():
     assert workers and all(t["min_workers"] == 0 < t["max_workers"] for t in workers.values())
     assert all(t["node_config"]["InstanceType"].startswith(("g5.", "g6.", "p")) for t in workers.values())
     assert config["available_node_types"][head]["resources"] == {"CPU": 0}
-    assert config["file_mounts"] == {"~/ane-sweep": "."}
+    assert config["file_mounts"] == {"~/ane-sweep": ".", "~/.ray/auth_token": "~/.ray/auth_token"}
 
     worker_setup = config["worker_setup_commands"]
     torch_at = next(i for i, c in enumerate(worker_setup) if c.startswith("pip install torch=="))
@@ -344,22 +344,38 @@ def finished_runs(out: Path, experiment: str) -> list:
     return runs
 
 
-@pytest.mark.ray
-def test_check_shared_storage_on_two_nodes(two_node_cluster, monkeypatch):
-    import ray
+SHARED_STORAGE_CHECKS = """
+import sys
+from pathlib import Path
+import pytest, ray
+from sweep import cluster
+from sweep.cluster import SharedStorageError, check_shared_storage
 
-    monkeypatch.delenv(cluster.SHARED_STORAGE_ENV, raising=False)
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the cluster requires Ray's token, as run_sweep.py sends it
-    monkeypatch.setattr(cluster, "LAUNCHER_CONFIG", Path("/nonexistent/ray_bootstrap_config.yaml"))
-    ray.init(address=two_node_cluster.address, include_dashboard=False, log_to_driver=False)
-    try:
-        assert cluster.alive_node_count() == 2
-        with pytest.raises(SharedStorageError, match="has 2 nodes"):
-            check_shared_storage("/home/ubuntu/ray_results", two_node_cluster.address)
-        check_shared_storage("s3://bucket/ane-sweep/ray_results", two_node_cluster.address)
-        check_shared_storage("/mnt/nfs/ray_results", two_node_cluster.address, shared=True)
-    finally:
-        ray.shutdown()
+cluster.LAUNCHER_CONFIG = Path("/nonexistent/ray_bootstrap_config.yaml")
+address = sys.argv[1]
+ray.init(address=address, include_dashboard=False, log_to_driver=False)
+assert cluster.alive_node_count() == 2
+with pytest.raises(SharedStorageError, match="has 2 nodes"):
+    check_shared_storage("/home/ubuntu/ray_results", address)
+check_shared_storage("s3://bucket/ane-sweep/ray_results", address)
+check_shared_storage("/mnt/nfs/ray_results", address, shared=True)
+print("CHECKED")
+"""
+
+
+@pytest.mark.ray
+def test_check_shared_storage_on_two_nodes(two_node_cluster):
+    """In a driver of its own: Ray reads RAY_AUTH_MODE (token, as the cluster wants) when first imported."""
+    env = {k: v for k, v in ray_env().items() if k != cluster.SHARED_STORAGE_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", SHARED_STORAGE_CHECKS, two_node_cluster.address],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0 and "CHECKED" in result.stdout, result.stderr[-3000:]
 
 
 @pytest.mark.ray
