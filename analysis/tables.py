@@ -225,9 +225,10 @@ def format_cell(mean: float, within_std: float, seed_std: float, n_seeds: int, s
 
 
 def format_number(value: float, signed: bool = False) -> str:
-    """ "0.312", or "+0.267" when `signed`; "—" for NaN."""
+    """ "0.312", or "+0.267" when `signed`; "—" for NaN, and never "-0.000"."""
     if math.isnan(value):
         return MISSING
+    value = round(value, 3) + 0.0  # -0.0 + 0.0 is 0.0
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
