@@ -2,11 +2,12 @@
 
 python -m analysis --experiment NAME [--tracking-uri URI] [--out DIR]
 
-In a notebook: `load_runs` (a row per trial: axes, status, every logged metric), `load_instances` (the
-per-instance artifacts with the trial's axes), `analyze` (write everything, return the folder).
+In a notebook: `load_runs` (a row per trial: axes, status, params, every logged metric), `load_instances`
+and `load_tokens` (the per-instance and per-token artifacts with the trial's axes), `analyze` (write
+everything, return the folder).
 """
 
-from analysis.load import AnalysisError, load_instances, load_runs
+from analysis.load import AnalysisError, load_instances, load_runs, load_tokens
 from analysis.report import analyze
 
-__all__ = ["AnalysisError", "analyze", "load_instances", "load_runs"]
+__all__ = ["AnalysisError", "analyze", "load_instances", "load_runs", "load_tokens"]

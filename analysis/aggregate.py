@@ -30,15 +30,22 @@ def expected_settings(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(itertools.product(*(values[axis] for axis in SETTING)), columns=list(SETTING))
 
 
-def seed_summary(runs: pd.DataFrame, metric: str, spread: str | None = None) -> pd.DataFrame:
-    """Per expected setting: mean over seeds of `metric`, mean of `spread` (within-trial std), std across
-    seeds and the number of seeds with a value (0, and NaN statistics, where none finished)."""
+def seed_summary(
+    runs: pd.DataFrame, metric: str, spread: str | None = None, minus: str | None = None
+) -> pd.DataFrame:
+    """Per expected setting: mean over seeds of `metric` (of `metric` − `minus`, run by run, when `minus`
+    is given), mean of `spread` (within-trial std), std across seeds and the number of seeds with a value
+    (0, and NaN statistics, where none finished)."""
     done = finished(runs)
+
+    def column(name: str | None) -> pd.Series:
+        return done[name] if name in done else pd.Series(np.nan, done.index)
+
     values = pd.DataFrame(
         {
             **{axis: done[axis] for axis in SETTING},
-            "value": done.get(metric, pd.Series(np.nan, done.index)),
-            "spread": done.get(spread, pd.Series(np.nan, done.index)) if spread else np.nan,
+            "value": column(metric) - column(minus) if minus else column(metric),
+            "spread": column(spread),
         }
     ).dropna(subset=["value"])
     grouped = values.groupby(list(SETTING))

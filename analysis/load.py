@@ -1,7 +1,8 @@
 """Read a sweep's MLflow runs and per-instance artifacts into tidy pandas frames.
 
-Nothing is recomputed: metric columns are the values the trials logged (docs/METRICS.md), instance
-columns are their `instances.parquet` artifacts. Errors are one-line `AnalysisError`s.
+Nothing is recomputed: metric columns are the values the trials logged (docs/METRICS.md), `param.*`
+columns their logged config, instance and token columns their `instances.parquet` and `tokens.parquet`
+artifacts. Errors are one-line `AnalysisError`s.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pandas as pd
+import pyarrow.parquet as pq
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -22,6 +24,8 @@ from trainables.settings import AXES
 
 RUN_COLUMNS = ["run_id", "run_name", "status", "start_time", *AXES]
 INSTANCES_ARTIFACT = "instances.parquet"
+TOKENS_ARTIFACT = "tokens.parquet"
+PARAM_PREFIX = "param."
 
 
 class AnalysisError(ValueError):
@@ -53,20 +57,24 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 
 def fetch_runs(client: MlflowClient, experiment: str) -> pd.DataFrame:
-    """One row per trial (its latest run when a trial was logged more than once), sorted by the axes."""
+    """One row per trial (its latest run when a trial was logged more than once), sorted by the axes:
+    identity and axes, then the `param.*` columns (strings, as logged), then the metrics."""
     runs = all_runs(client, experiment_id(client, experiment))
     rows = [row for row in map(_run_row, runs) if row is not None]
     if not rows:
         raise AnalysisError(f"experiment {experiment!r} at {client.tracking_uri} has no trial runs")
     frame = pd.DataFrame(rows)
-    metrics = sorted(set(frame.columns) - set(RUN_COLUMNS))
-    frame = frame[RUN_COLUMNS + metrics].sort_values("start_time")
+    logged = sorted(set(frame.columns) - set(RUN_COLUMNS))
+    params = [name for name in logged if name.startswith(PARAM_PREFIX)]
+    metrics = [name for name in logged if not name.startswith(PARAM_PREFIX)]
+    frame = frame[RUN_COLUMNS + params + metrics].sort_values("start_time")
     frame = frame.drop_duplicates(subset=list(AXES), keep="last")
     return frame.sort_values(list(AXES), ignore_index=True)
 
 
 def _run_row(run: Run) -> dict | None:
-    """A run's identity, grid axes (tags, else params) and final metrics; None for a run of no trial."""
+    """A run's identity, grid axes (tags, else params), params and final metrics; None for a run of no
+    trial."""
     tags, params = run.data.tags, run.data.params
     axes = {axis: tags.get(axis, params.get(axis)) for axis in AXES}
     if None in axes.values():
@@ -79,6 +87,7 @@ def _run_row(run: Run) -> dict | None:
         "status": run.info.status,
         "start_time": pd.Timestamp(run.info.start_time, unit="ms"),
         **axes,
+        **{f"{PARAM_PREFIX}{name}": value for name, value in params.items()},
         **run.data.metrics,
     }
 
@@ -88,22 +97,46 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] == "FINISHED"]
 
 
-def fetch_instances(client: MlflowClient, runs: pd.DataFrame) -> pd.DataFrame:
-    """The `instances.parquet` of every finished run, with its run id and axes in front."""
+def loaded_name(column: str) -> str:
+    """The name of an artifact's column in the loaded frame: its own, but `{column}_scores` for one named
+    like a grid axis (`tokens.parquet`'s `attention` weights, beside the `attention` axis)."""
+    return f"{column}_scores" if column in AXES else column
+
+
+def fetch_artifact_tables(
+    client: MlflowClient, runs: pd.DataFrame, artifact: str, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The parquet `artifact` of every finished run (only `columns` of it, if given; those a run lacks are
+    left out), with its run id and axes in front, its columns renamed by `loaded_name`; a run without
+    it is skipped with a warning."""
     parts = []
     with tempfile.TemporaryDirectory() as folder:
         for run in finished(runs).itertuples():
             try:
-                path = client.download_artifacts(run.run_id, INSTANCES_ARTIFACT, f"{folder}/{run.run_id}")
+                path = client.download_artifacts(run.run_id, artifact, f"{folder}/{run.run_id}")
             except (MlflowException, OSError) as error:
-                warnings.warn(f"{run.run_name}: no {INSTANCES_ARTIFACT} ({error})", stacklevel=2)
+                warnings.warn(f"{run.run_name}: no {artifact} ({error})", stacklevel=2)
                 continue
-            table = pd.read_parquet(path)
+            if columns is not None:
+                present = set(pq.read_schema(path).names)
+                table = pd.read_parquet(path, columns=[c for c in columns if c in present])
+            else:
+                table = pd.read_parquet(path)
             front = pd.DataFrame({"run_id": run.run_id, **{a: getattr(run, a) for a in AXES}}, table.index)
-            parts.append(pd.concat([front, table], axis=1))
+            parts.append(pd.concat([front, table.rename(columns=loaded_name)], axis=1))
     if not parts:
         return pd.DataFrame(columns=["run_id", *AXES])
     return pd.concat(parts, ignore_index=True)
+
+
+def fetch_instances(client: MlflowClient, runs: pd.DataFrame) -> pd.DataFrame:
+    """The `instances.parquet` of every finished run, with its run id and axes in front."""
+    return fetch_artifact_tables(client, runs, INSTANCES_ARTIFACT)
+
+
+def fetch_tokens(client: MlflowClient, runs: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The `tokens.parquet` of every finished run (only `columns`, if given), run id and axes in front."""
+    return fetch_artifact_tables(client, runs, TOKENS_ARTIFACT, columns)
 
 
 def load_runs(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -118,3 +151,11 @@ def load_instances(experiment: str, tracking_uri: str | None = None) -> pd.DataF
     run_id and grid axes as the first columns."""
     client = connect(tracking_uri)
     return fetch_instances(client, fetch_runs(client, experiment))
+
+
+def load_tokens(experiment: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """Every finished trial's per-token table (`tokens.parquet`: a list of scores per instance and
+    measure), concatenated, with the trial's run_id and grid axes as the first columns; the attention
+    weights are `attention_scores`, since `attention` is the grid axis."""
+    client = connect(tracking_uri)
+    return fetch_tokens(client, fetch_runs(client, experiment))

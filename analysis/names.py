@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from trainables import registry
-from trainables.registry import Pair
+from trainables.registry import Pair, Statistic, correlation_metric
 from trainables.settings import AXES
 
 SETTING = AXES[:-1]  # the grid axes but the seed: a setting's results are averaged over its seeds
@@ -31,6 +33,7 @@ PALETTE = {
         "uniform": "#888888",
     },
     "class": {"0": "#D55E00", "1": "#56B4E9"},
+    "jsd": {"adversarial": "#CC3311", "seeds": "#009988"},  # adversarial attention, another seed's
     "infeasible": "#7F7F7F",
 }
 
@@ -38,6 +41,26 @@ PALETTE = {
 def with_attention(pairs: tuple[Pair, ...]) -> tuple[Pair, ...]:
     """The pairs that compare attention with a measure, and gradient vs LOO (the papers' reference)."""
     return tuple(pair for pair in pairs if pair.first.name == "attention" or pair.name == "grad_loo")
+
+
+def logged_statistics(names: Iterable[str]) -> tuple[Statistic, ...]:
+    """The registry's statistics, in registry order, that `names` (metric names of runs, or columns of
+    `instances.parquet`) hold for some pair: runs of older trials lack the newer ones."""
+    names = set(names)
+    return tuple(
+        statistic
+        for statistic in registry.STATISTICS
+        if any(
+            correlation_metric(statistic.name, pair.name, "all", "mean") in names
+            or f"{statistic.name}_{pair.name}" in names
+            for pair in registry.ALL_PAIRS
+        )
+    )
+
+
+def logged_chance(names: Iterable[str]) -> bool:
+    """Whether `names` (metric names of runs, or columns of `instances.parquet`) hold chance levels."""
+    return any(name.endswith(("/chance", "_chance")) for name in names)
 
 
 def setting_name(setting: dict) -> str:

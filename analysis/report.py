@@ -9,12 +9,25 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.aggregate import axis_values, expected_settings, trial_status
-from analysis.figures import write_figures
-from analysis.load import connect, fetch_instances, fetch_runs
+from analysis.figures import seeds_text, write_figures
+from analysis.load import connect, fetch_instances, fetch_runs, fetch_tokens
 from analysis.markup import to_latex, to_markdown
-from analysis.replication import comparison, comparison_text
+from analysis.names import SETTING, logged_chance
+from analysis.replication import comparison, comparison_text, paper_runs
+from analysis.seeds import (
+    TOKEN_COLUMNS,
+    adversarial_vs_seeds,
+    adversarial_vs_seeds_text,
+    seed_agreement,
+    seed_agreement_text,
+    seed_pairs,
+    several_seeds,
+)
 from analysis.tables import MISSING, TABLES, build
+from analysis.verdict import STANDARD_ERRORS, verdict, verdict_text
 from sweep.tracking import DEFAULT_OUTPUT_DIR
+
+CALIBRATED_TABLES = ("table1_kendall_softmax", "table2_topk", "agreement_all_pairs")  # with chance levels
 
 
 def default_out_dir() -> Path:
@@ -30,7 +43,7 @@ def folder_name(experiment: str) -> str:
 def caption_note(runs: pd.DataFrame) -> str:
     """What the cells mean beyond the table's own caption: seeds, and the missing mark."""
     seeds = axis_values(runs)["seed"]
-    note = f" {MISSING} marks a setting with no finished trial."
+    note = f" {MISSING} marks a setting with no finished trial, or a number its trials did not log."
     if len(seeds) > 1:
         note = (
             f" Each cell is the mean over seeds (± the mean within-trial std where there is one), with the "
@@ -39,36 +52,137 @@ def caption_note(runs: pd.DataFrame) -> str:
     return note
 
 
-def write_tables(runs: pd.DataFrame, folder: Path) -> dict[str, str]:
-    """Each table as `<name>.csv` (numbers), `.md` and `.tex` (text); returns the Markdown by name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    markdown = {}
-    for make in TABLES:
-        spec = make(runs)
-        if not spec.cells:
-            continue
-        long, wide = build(spec, runs)
-        caption = spec.caption + caption_note(runs)
-        long.to_csv(folder / f"{spec.name}.csv", index=False)
-        markdown[spec.name] = to_markdown(wide, caption)
-        (folder / f"{spec.name}.md").write_text(markdown[spec.name])
-        (folder / f"{spec.name}.tex").write_text(to_latex(wide, caption, spec.name))
-    published = comparison(runs)
-    if not published.empty:
-        caption = (
-            "Our results beside the published ones (mean ± std over test instances; ours also across seeds); "
-            "difference = ours − published. Sources: analysis/reference/README.md."
-        )
-        published.to_csv(folder / "replication.csv", index=False)
-        wide = comparison_text(published)
-        markdown["replication"] = to_markdown(wide, caption)
-        (folder / "replication.md").write_text(markdown["replication"])
-        (folder / "replication.tex").write_text(to_latex(wide, caption, "replication"))
+def save_table(folder: Path, name: str, numbers: pd.DataFrame, text: pd.DataFrame, caption: str) -> str:
+    """`<name>.csv` (numbers), `.md` and `.tex` (text) in `folder`; returns the Markdown."""
+    numbers.to_csv(folder / f"{name}.csv", index=False)
+    markdown = to_markdown(text, caption)
+    (folder / f"{name}.md").write_text(markdown)
+    (folder / f"{name}.tex").write_text(to_latex(text, caption, name))
     return markdown
 
 
-def write_report(folder: Path, experiment: str, uri: str, runs: pd.DataFrame, tables: dict[str, str]) -> Path:
-    """`report.md`: the trials' status, every table, and every figure's PNG, for reading in one place."""
+def spec_tables(runs: pd.DataFrame, folder: Path) -> dict[str, str]:
+    """Each table of `TABLES` the runs have cells for; returns the Markdown by name."""
+    markdown = {}
+    for make in TABLES:
+        spec = make(runs)
+        if spec.cells:
+            long, wide = build(spec, runs)
+            markdown[spec.name] = save_table(folder, spec.name, long, wide, spec.caption + caption_note(runs))
+    return markdown
+
+
+def chance_section(runs: pd.DataFrame, tables: dict[str, str]) -> list[str]:
+    """Tables 1 and 2 and the agreement of every pair, with their chance levels where logged."""
+    note = (
+        []
+        if logged_chance(runs.columns)
+        else ["The trials logged no chance levels (they predate them): the tables show values only.\n"]
+    )
+    return note + [tables[name] for name in CALIBRATED_TABLES if name in tables]
+
+
+def seed_section(runs: pd.DataFrame, instances: pd.DataFrame, pairs: pd.DataFrame, folder: Path) -> list[str]:
+    """How far two seeds of a setting agree, beside how far the measures agree, and Wiegreffe & Pinter's
+    seed JSD beside the adversarial JSD; a note instead where no setting has two finished seeds."""
+    if pairs.empty:
+        return [
+            "Not computed: no setting has two finished trials that differ only in seed "
+            f"({seeds_text(runs)}), and the agreement between seeds needs them.\n"
+        ]
+    counts = pairs.groupby(list(SETTING))[["seed_a", "seed_b"]].apply(lambda p: len(p.drop_duplicates()))
+    low, high = counts.min(), counts.max()
+    n_pairs = f"{low}" if low == high else f"{low} to {high}"
+    agreement = seed_agreement(pairs, instances)
+    caption = (
+        "Agreement between seeds beside agreement between measures: per setting and statistic, mean ± std "
+        "over test instances of a measure's ranking by one seed's model against another's (every pair of "
+        f"seeds, {n_pairs} pairs a setting; k from the first seed's attention, as in a trial), and of one "
+        "measure against another (seeds pooled: the numbers of Tables 1 and 2)."
+    )
+    parts = [save_table(folder, "seed_agreement", agreement, seed_agreement_text(agreement), caption)]
+    jsd = adversarial_vs_seeds(pairs, instances)
+    caption = (
+        "Adversarial attention against another seed (Wiegreffe & Pinter 2019): per setting, Jain & "
+        "Wallace's adversarial max JSD (nats, at most ln 2; seeds pooled) beside the JSD between the "
+        "attention distributions of two seeds' models on the same test instance (every pair of seeds)."
+    )
+    parts.append(save_table(folder, "adversarial_vs_seeds", jsd, adversarial_vs_seeds_text(jsd), caption))
+    return parts
+
+
+def verdict_section(
+    runs: pd.DataFrame, instances: pd.DataFrame, pairs: pd.DataFrame, folder: Path
+) -> list[str]:
+    """The verdict table, or why there is none."""
+    if instances.empty:
+        return ["Not computed: no finished trial left per-instance results.\n"]
+    table = verdict(instances, pairs)
+    if table.empty:
+        return ["Not computed: the trials logged no per-instance chance levels (they predate them).\n"]
+    caption = (
+        "Verdict per setting: attention against gradient and leave-one-out, mean over test instances "
+        "(each averaged over its seeds). Above chance: value − chance exceeds "
+        f"{STANDARD_ERRORS} standard errors of its mean over instances. Ceilings: the same statistic "
+        "between two seeds' models, for attention and for the other measure. Gap covered: (value − "
+        "chance) / (attention ceiling − chance); — where the ceiling is not above chance, and above 100% "
+        "where attention agrees with the other measure more than with another seed's attention."
+    )
+    parts = [save_table(folder, "verdict", table, verdict_text(table), caption)]
+    if pairs.empty:
+        parts.insert(
+            0, "The ceilings need two seeds of a setting; this sweep has one, so they are missing.\n"
+        )
+    return parts
+
+
+def replication_section(runs: pd.DataFrame, folder: Path) -> list[str]:
+    """Our numbers beside the published ones, for the runs trained as the papers trained; else why not."""
+    kept, reasons = paper_runs(runs)
+    published = comparison(kept)
+    if published.empty:
+        if kept.empty:
+            return [
+                f"Left out: no run was trained as the papers trained ({'; '.join(reasons)}), so these "
+                "numbers would be no replication of theirs.\n"
+            ]
+        return ["Left out: the sweep ran none of the settings with published numbers.\n"]
+    caption = (
+        "Our results beside the published ones (mean ± std over test instances; ours also across seeds); "
+        "difference = ours − published. N&S's Table 2 values are compared with both top-k formulas: "
+        "`topk_ns_nz` is theirs, `topk_nz` Fagin's. Sources: analysis/reference/README.md."
+    )
+    parts = [save_table(folder, "replication", published, comparison_text(published), caption)]
+    if len(kept) < len(runs):
+        parts.insert(
+            0,
+            f"{len(runs) - len(kept)} runs not trained as the papers are left out ({'; '.join(reasons)}).\n",
+        )
+    return parts
+
+
+def write_tables(
+    runs: pd.DataFrame, instances: pd.DataFrame, pairs: pd.DataFrame, folder: Path
+) -> dict[str, list[str]]:
+    """Every table into `folder` as CSV, Markdown and LaTeX; returns the report's sections: a title and
+    its Markdown tables, or one-line notes on why a table is absent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tables = spec_tables(runs, folder)
+    return {
+        "Agreement between measures, against chance": chance_section(runs, tables),
+        "Agreement between seeds": seed_section(runs, instances, pairs, folder),
+        "Verdict": verdict_section(runs, instances, pairs, folder),
+        "Beside the published numbers": replication_section(runs, folder),
+        "Counterfactual attention, model quality, timing": [
+            markdown for name, markdown in tables.items() if name not in CALIBRATED_TABLES
+        ],
+    }
+
+
+def write_report(
+    folder: Path, experiment: str, uri: str, runs: pd.DataFrame, sections: dict[str, list[str]]
+) -> Path:
+    """`report.md`: the trials' status, every section's tables or notes, and every figure's PNG."""
     status = trial_status(runs)
     problems = status[status["status"] != "FINISHED"]
     lines = [
@@ -78,9 +192,10 @@ def write_report(folder: Path, experiment: str, uri: str, runs: pd.DataFrame, ta
         "",
         *(f"- `{row.trial}`: {row.status}" for row in problems.itertuples()),
         "",
-        "## Tables",
-        "",
-        *tables.values(),
+    ]
+    for title, parts in sections.items():
+        lines += [f"## {title}", "", *parts]
+    lines += [
         "## Figures",
         "",
         *(f"![{png.stem}](figures/{png.name})\n" for png in sorted((folder / "figures").glob("*.png"))),
@@ -101,7 +216,10 @@ def analyze(experiment: str, tracking_uri: str | None = None, out_dir: str | Pat
         shutil.rmtree(folder / part, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     runs.to_csv(folder / "runs.csv", index=False)
-    tables = write_tables(runs, folder / "tables")
-    write_figures(fetch_instances(client, runs), expected_settings(runs), folder / "figures")
-    write_report(folder, experiment, client.tracking_uri, runs, tables)
+    instances = fetch_instances(client, runs)
+    tokens = fetch_tokens(client, runs, TOKEN_COLUMNS) if several_seeds(runs) else instances.iloc[:0]
+    pairs = seed_pairs(tokens)
+    sections = write_tables(runs, instances, pairs, folder / "tables")
+    write_figures(instances, expected_settings(runs), pairs, folder / "figures")
+    write_report(folder, experiment, client.tracking_uri, runs, sections)
     return folder

@@ -1,8 +1,11 @@
 """The papers' tables as specs of logged metrics, built into a numeric long frame and a formatted wide one.
 
 The long frame (written as CSV) has one row per setting and cell with the numbers: mean, within_std,
-seed_std, n_seeds and the metric names they come from. The wide frame (Markdown, LaTeX) holds the same
-numbers as text, "0.280 ± 0.221 (seeds ± 0.010, n=3)", with "—" where no trial finished.
+seed_std, n_seeds and the metric names they come from; a correlation cell whose runs logged chance levels
+also has its `chance` and `above_chance` (value − chance, run by run, then the mean over seeds, with its
+std across seeds). The wide frame (Markdown, LaTeX) holds the same numbers as text, "0.280 ± 0.221
+(seeds ± 0.010, n=3)", a correlation's chance level and its value above chance in columns beside it,
+with "—" where no trial finished or the trial logged no such number.
 """
 
 from __future__ import annotations
@@ -13,20 +16,27 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.aggregate import SUMMARY_COLUMNS, axis_values, seed_summary
-from analysis.names import CLASSES, SETTING
+from analysis.names import CLASSES, SETTING, logged_chance, logged_statistics
 from trainables import registry
 from trainables.registry import correlation_metric as metric
 
 MISSING = "—"
+VALUE = "τ mean ± std"
+CHANCE = "chance"
+ABOVE = "above chance"
+CHANCE_COLUMNS = ["chance_metric", "chance", "above_chance", "above_chance_seed_std"]
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One logged metric shown in a table, its labels (one per level) and its within-trial std metric."""
+    """One logged metric shown in a table, its labels (one per level), its within-trial std metric and
+    the metric of its chance level: a cell with one also shows the chance level and the value above it,
+    in columns whose last label is `CHANCE` and `ABOVE` instead of its own."""
 
     metric: str
     labels: tuple[str, ...]
     spread: str | None = None
+    chance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,52 +51,74 @@ class TableSpec:
     normalizers: tuple[str, ...] | None = None  # keep only these normalizers' settings
 
 
+def correlation_cell(runs: pd.DataFrame, statistic: str, pair: str, label: str, labels: tuple) -> Cell:
+    """The mean of a correlation over instances, its std, and its chance level where the runs logged any."""
+    chance = metric(statistic, pair, label, "chance") if logged_chance(runs.columns) else None
+    return Cell(
+        metric(statistic, pair, label, "mean"),
+        (*labels, VALUE),
+        metric(statistic, pair, label, "std"),
+        chance,
+    )
+
+
+def chance_caption(runs: pd.DataFrame) -> str:
+    """What the chance columns mean, for runs that logged chance levels."""
+    if not logged_chance(runs.columns):
+        return ""
+    return (
+        ", its chance level (the mean with the second measure's scores shuffled over each instance's "
+        "tokens) and the value above it"
+    )
+
+
 def table1_kendall(runs: pd.DataFrame) -> TableSpec:
     """Neely & Schouten (2020) Table 1 (after Jain & Wallace 2019 Table 2): softmax attention only."""
     cells = []
-    for pair, importance in (("attn_grad", "gradient"), ("attn_loo", "leave-one-out")):
-        for label in ("0", "1"):
-            labels = (importance, CLASSES[label])
-            cells.append(
-                Cell(
-                    metric("kendall", pair, label, "mean"),
-                    (*labels, "τ mean ± std"),
-                    metric("kendall", pair, label, "std"),
-                )
-            )
+    for label in ("0", "1"):
+        for pair, importance in (("attn_grad", "gradient"), ("attn_loo", "leave-one-out")):
+            labels = (CLASSES[label], importance)
+            cells.append(correlation_cell(runs, "kendall", pair, label, labels))
             cells.append(Cell(metric("kendall", pair, label, "sig_frac"), (*labels, "sig. frac.")))
     return TableSpec(
         "table1_kendall_softmax",
         "Kendall τ between softmax attention and gradient or leave-one-out importance, per true class: "
-        "mean ± std over test instances, and the fraction of instances whose τ is significant (p < "
-        f"{registry.SIGNIFICANCE}). After Neely & Schouten (2020), Table 1.",
-        ("importance", "class", "statistic"),
+        f"mean ± std over test instances{chance_caption(runs)}, and the fraction of instances whose τ is "
+        f"significant (p < {registry.SIGNIFICANCE}). After Neely & Schouten (2020), Table 1.",
+        ("class", "importance", "statistic"),
         tuple(cells),
+        row_levels=("class",),
         normalizers=("softmax",),
     )
 
 
 def table2_topk(runs: pd.DataFrame) -> TableSpec:
-    """Neely & Schouten (2020) Table 2: top-k τ of every logged pair, for every normalizer."""
-    k_labels = {"topk_avg": "k = mean length", "topk_nz": "k = non-zero"}
+    """Neely & Schouten (2020) Table 2: the top-k τ of every logged pair, for every normalizer, with
+    Fagin's formula and (where logged) the published one, at both k."""
+    statistics = [statistic for statistic in logged_statistics(runs.columns) if statistic.k is not None]
     cells = [
-        Cell(
-            metric(statistic, pair.name, label, "mean"),
-            (CLASSES[label], k, pair.label),
-            metric(statistic, pair.name, label, "std"),
+        correlation_cell(
+            runs, statistic.name, pair.name, label, (CLASSES[label], pair.label, statistic.short_label)
         )
         for label in ("0", "1")
-        for statistic, k in k_labels.items()
         for pair in registry.logged_pairs(runs.columns)
+        for statistic in statistics
     ]
+    formulas = {statistic.formula for statistic in statistics}
+    published = (
+        ' "top-k τ" is Fagin et al.\'s (disjoint lists: −1), "published top-k τ" the formula of Neely & '
+        "Schouten's released code (disjoint lists: 0.75 or more; docs/METRICS.md)."
+        if "topk_published" in formulas
+        else ""
+    )
     return TableSpec(
         "table2_topk",
-        "Top-k Kendall τ between importance measures per true class, mean ± std over test instances; "
-        "k is the mean test length, or the instance's number of non-zero attention weights. "
-        "After Neely & Schouten (2020), Table 2.",
-        ("class", "k", "pair"),
+        "Top-k Kendall τ between importance measures per true class: mean ± std over test instances"
+        f"{chance_caption(runs)}; k is the mean test length, or the instance's number of non-zero "
+        f"attention weights.{published} After Neely & Schouten (2020), Table 2.",
+        ("class", "pair", "correlation", "statistic"),
         tuple(cells),
-        row_levels=("class",),
+        row_levels=("class", "pair"),
     )
 
 
@@ -96,19 +128,13 @@ def agreement(runs: pd.DataFrame) -> TableSpec:
     other."""
     cells = []
     for pair in registry.logged_pairs(runs.columns):
-        cells.append(
-            Cell(
-                metric("kendall", pair.name, "all", "mean"),
-                (pair.label, "τ mean ± std"),
-                metric("kendall", pair.name, "all", "std"),
-            )
-        )
+        cells.append(correlation_cell(runs, "kendall", pair.name, "all", (pair.label,)))
         cells.append(Cell(metric("kendall", pair.name, "all", "sig_frac"), (pair.label, "sig. frac.")))
     return TableSpec(
         "agreement_all_pairs",
         "Kendall τ between every pair of importance measures the trials computed, over all test "
-        "instances: mean ± std, and the fraction of instances whose τ is significant "
-        f"(p < {registry.SIGNIFICANCE}).",
+        f"instances: mean ± std{chance_caption(runs)}, and the fraction of instances whose τ is "
+        f"significant (p < {registry.SIGNIFICANCE}).",
         ("pair", "statistic"),
         tuple(cells),
     )
@@ -162,17 +188,29 @@ TABLES = (table1_kendall, table2_topk, agreement, counterfactual, model_quality,
 
 
 def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting and cell: setting axes, labels, metric names and the seed summary numbers."""
+    """One row per setting and cell: setting axes, labels, metric names and the seed summary numbers; with
+    `CHANCE_COLUMNS` where a cell has a chance level."""
+    calibrated = any(cell.chance for cell in spec.cells)
     parts = []
     for order, cell in enumerate(spec.cells):
         summary = seed_summary(runs, cell.metric, cell.spread)
         labels = dict(zip(spec.levels, cell.labels, strict=True))
         names = {"metric": cell.metric, "spread_metric": cell.spread or ""}
+        if calibrated:
+            above = seed_summary(runs, cell.metric, minus=cell.chance) if cell.chance else None
+            summary = summary.assign(
+                chance_metric=cell.chance or "",
+                chance=seed_summary(runs, cell.chance)["mean"] if cell.chance else math.nan,
+                above_chance=above["mean"] if cell.chance else math.nan,
+                above_chance_seed_std=above["seed_std"] if cell.chance else math.nan,
+            )
         parts.append(summary.assign(**labels, **names, cell=order).rename_axis("setting").reset_index())
     table = pd.concat(parts, ignore_index=True).sort_values(["setting", "cell"], kind="stable")
     if spec.normalizers is not None:
         table = table[table["normalizer"].isin(spec.normalizers)]
     columns = [*SETTING, *spec.levels, "metric", "spread_metric", *SUMMARY_COLUMNS]
+    if calibrated:
+        columns += CHANCE_COLUMNS
     return table[columns].reset_index(drop=True)
 
 
@@ -186,20 +224,55 @@ def format_cell(mean: float, within_std: float, seed_std: float, n_seeds: int, s
     return text
 
 
+def format_number(value: float, signed: bool = False) -> str:
+    """ "0.312", or "+0.267" when `signed`; "—" for NaN, and never "-0.000"."""
+    if math.isnan(value):
+        return MISSING
+    value = round(value, 3) + 0.0  # -0.0 + 0.0 is 0.0
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def cell_texts(record: dict, several_seeds: bool) -> dict[str, str]:
+    """A long-table row's text by the last label of its column: its own, and `CHANCE` and `ABOVE` when
+    it has a chance level."""
+    texts = {
+        "": format_cell(
+            record["mean"], record["within_std"], record["seed_std"], record["n_seeds"], several_seeds
+        )
+    }
+    if record.get("chance_metric"):
+        texts[CHANCE] = format_number(record["chance"])
+        texts[ABOVE] = format_number(record["above_chance"], signed=True)
+    return texts
+
+
+def column_labels(cell: Cell, labels: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """A cell's column keys in the wide table: `labels`, then with `CHANCE` and `ABOVE` as the last label
+    when it has a chance level."""
+    if cell.chance is None:
+        return [labels]
+    return [labels, (*labels[:-1], CHANCE), (*labels[:-1], ABOVE)]
+
+
 def wide_table(spec: TableSpec, long: pd.DataFrame, several_seeds: bool) -> pd.DataFrame:
     """Formatted text cells: rows are settings (and `row_levels`), columns the other label levels."""
     fixed = ("normalizer",) if spec.normalizers is not None and len(spec.normalizers) == 1 else ()
     rows = [axis for axis in SETTING if axis not in fixed] + list(spec.row_levels)
     columns = [level for level in spec.levels if level not in spec.row_levels]
-    text = {
-        (tuple(record[r] for r in rows), tuple(record[c] for c in columns)): format_cell(
-            record["mean"], record["within_std"], record["seed_std"], record["n_seeds"], several_seeds
-        )
-        for record in long.to_dict("records")
-    }
+    text = {}
+    for record in long.to_dict("records"):
+        row, column = tuple(record[r] for r in rows), tuple(record[c] for c in columns)
+        for last, cell in cell_texts(record, several_seeds).items():
+            text[row, (*column[:-1], last) if last else column] = cell
     row_keys = list(dict.fromkeys(key for key, _ in text))
     level_of = dict(zip(spec.levels, range(len(spec.levels)), strict=True))
-    column_keys = list(dict.fromkeys(tuple(cell.labels[level_of[c]] for c in columns) for cell in spec.cells))
+    column_keys = list(
+        dict.fromkeys(
+            key
+            for cell in spec.cells
+            for key in column_labels(cell, tuple(cell.labels[level_of[c]] for c in columns))
+        )
+    )
     data = [[text.get((row, column), MISSING) for column in column_keys] for row in row_keys]
     return pd.DataFrame(data, index=make_index(row_keys, rows), columns=make_index(column_keys, columns))
 
