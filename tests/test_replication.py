@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -69,3 +71,27 @@ def test_the_shipped_reference_file_names_logged_metrics_and_cites_its_source():
     by_cell = table2.assign(cell=table2["metric"].str.split("/", n=1).str[1]).groupby("cell")
     assert set(formula) == {"topk_nz", "topk_ns_nz"} and (by_cell["mean"].nunique() == 1).all()
     assert ((reference["mean"] > -1) & (reference["mean"] < 1) & (reference["std"] > 0)).all()
+
+
+def test_two_sweeps_side_by_side_name_the_one_closer_to_the_published_value(tmp_path):
+    from analysis.compare import main, read_runs, side_by_side
+
+    baseline_path = Path(__file__).resolve().parent.parent / "docs/replication_random_vectors/runs.csv"
+    baseline = read_runs(baseline_path)
+    better = baseline.copy()
+    metric = "kendall/attn_grad/0/mean"  # published 0.280 for SST-2 tanh softmax
+    rows = (better["dataset"] == "sst2") & (better["attention"] == "tanh")
+    rows &= better["normalizer"] == "softmax"
+    better.loc[rows, metric] = 0.280
+    table = side_by_side(baseline, better, ("random", "better"))
+    assert len(table) == 12  # N&S Table 1 (8 cells) and Table 2 (4 cells), both sweeps having each
+    cell = table[(table["metric"] == metric) & (table["dataset"] == "sst2")].iloc[0]
+    assert cell["better"] == pytest.approx(0.280) and cell["closer"] == "better"
+    others = table[(table["metric"] != metric) | (table["dataset"] != "sst2")]
+    assert set(others["closer"]) == {"tie"}
+    better_path = tmp_path / "better.csv"
+    better.to_csv(better_path, index=False)
+    out = tmp_path / "side.md"
+    argv = [str(baseline_path), str(better_path), "--labels", "random", "better", "--out", str(out)]
+    assert main(argv) == 0
+    assert "random: 0, better: 1, tie: 11" in out.read_text() and out.with_suffix(".csv").is_file()
