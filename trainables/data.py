@@ -285,18 +285,11 @@ def length_batches(
 
 
 def load_vectors(path: str | Path, vocab: list[str], dim: int, seed: int) -> torch.Tensor:
-    """Embedding matrix [V, dim] from a fastText/GloVe `.vec` text file; unseen words N(0, 1), padding 0."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"embedding file {str(path)!r} does not exist")
-    index = {word: i for i, word in enumerate(vocab)}
-    matrix = torch.randn(len(vocab), dim, generator=torch.Generator().manual_seed(seed))
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            parts = line.rstrip().split(" ")
-            if len(parts) != dim + 1:  # the "count dim" header or a malformed line
-                continue
-            if parts[0] in index:
-                matrix[index[parts[0]]] = torch.tensor([float(v) for v in parts[1:]])
-    matrix[PAD] = 0.0
+    """Embedding matrix from a `.vec` file, via `trainables.embeddings`.
+
+    Transitional: kept only for `trial.build_model` until it calls `trainables.embeddings`; delete then.
+    """
+    from trainables.embeddings import embedding_matrix, read_vec
+
+    matrix, _ = embedding_matrix(read_vec(path, set(vocab), dim), vocab, dim, seed, Counter(vocab))
     return matrix
