@@ -128,6 +128,7 @@ def test_read_vec_returns_no_rows_when_no_word_is_kept(tmp_path):
     [
         (VEC_LINES, "holds 3-d vectors; expected 5-d"),  # from the header, without reading on
         (VEC_LINES[1:], "holds 3-d vectors; expected 5-d"),  # from the first vector line
+        (["2 5", "good 1 2 3"], "holds 3-d vectors; expected 5-d"),  # the header matches, no line does
         ([], "holds no vectors; expected 5-d"),
     ],
 )

@@ -209,8 +209,8 @@ def read_vec(path: str | Path, keep: set[str] | None, dim: int) -> WordVectors:
             word, _, rest = line.rstrip().partition(" ")
             width = rest.count(" ") + 1 if rest else 0
             if number == 1 and width == 1 and word.isdigit() and rest.isdigit():  # the "count dim" header
-                found = int(rest)
-                if found != dim:
+                if int(rest) != dim:
+                    found = int(rest)
                     break
                 continue
             if width != dim:
