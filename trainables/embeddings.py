@@ -5,6 +5,10 @@ Both papers start from pretrained 300-d vectors (fastText wiki-news-300d-1M); in
 driver calls it once, before trials start, and gives each trial `embedding_matrix` of the result. Word2vec
 builds are cached in the sweep's storage (a local folder or an s3:// / gs:// URI) under a hash of the corpus
 and settings, so a re-run or a resumed sweep does not retrain.
+
+Importing this module loads no torch (only `embedding_matrix` needs it): `trainables.settings` validates
+`embeddings.source` with `parse_source` and takes its defaults from `Word2VecSettings`, and validating a
+sweep must stay light.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import numpy as np
-import torch
 
-from trainables.data import PAD, UNK
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ DOWNLOAD_TIMEOUT = 60.0  # seconds a download may wait for data before it fails
 # round trip through object storage (a local store keeps them in `<store>/downloads`).
 LOCAL_DOWNLOADS = Path.home() / ".cache" / "ane-sweep" / "downloads"
 _KEY = re.compile(r"[0-9a-f]{16}")
+MAX_SEED = 2**32 - 1  # numpy's seeds (gensim draws its initial vectors from one) are unsigned 32-bit
 
 
 class EmbeddingError(ValueError):
@@ -85,8 +90,9 @@ class Word2VecSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, minimum in (("window", 1), ("min_count", 1), ("epochs", 1), ("seed", 0)):
+        for name, minimum in (("window", 1), ("min_count", 1), ("epochs", 1)):
             _check_int(name, getattr(self, name), minimum)
+        _check_seed(self.seed)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,11 @@ class WordVectors:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise EmbeddingError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise EmbeddingError(f"seed must be an integer in 0..{MAX_SEED}, not {seed!r}")
 
 
 def _check_documents(documents: Any) -> None:
@@ -152,8 +163,9 @@ def train_word2vec(
     """
     _check_documents(documents)
     checks = (("dim", dim, 1), ("window", window, 1), ("min_count", min_count, 1), ("epochs", epochs, 1))
-    for name, value, minimum in (*checks, ("seed", seed, 0)):
+    for name, value, minimum in checks:
         _check_int(name, value, minimum)
+    _check_seed(seed)
     from gensim.models import Word2Vec  # imported here: only word2vec sources pay its import time
 
     model = Word2Vec(
@@ -246,7 +258,8 @@ def fetch(url: str, cache_dir: str | Path, timeout: float = DOWNLOAD_TIMEOUT) ->
     """The local copy of `url` in `cache_dir`, downloaded only if it is not there yet.
 
     The file name is a hash of the URL plus the URL's file name. The download streams into a temporary file
-    that is renamed into place when complete, so an interrupted download never looks like a finished one.
+    that is renamed into place when complete, so an interrupted download never looks like a finished one;
+    `cache_dir` is created only once the server answers, so an unreachable one leaves nothing behind.
     `timeout`: seconds to wait for the server at each step (connecting, each read).
     """
     parsed = urlparse(url)
@@ -258,17 +271,20 @@ def fetch(url: str, cache_dir: str | Path, timeout: float = DOWNLOAD_TIMEOUT) ->
     target = cache_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{Path(parsed.path).name}"
     if target.is_file():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
     log.info("downloading %s to %s", url, target)
+    partial = None
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
+            with os.fdopen(handle, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
         os.replace(partial, target)
     except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError and timeouts are OSErrors
         raise _download_error(url, error) from None
     finally:
-        Path(partial).unlink(missing_ok=True)
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
     return target
 
 
@@ -440,7 +456,7 @@ def embedding_matrix(
     if not isinstance(vectors, WordVectors):
         raise EmbeddingError(f"vectors must be WordVectors, not {type(vectors).__name__}")
     _check_int("dim", dim, 1)
-    _check_int("seed", seed, 0)
+    _check_seed(seed)
     if vectors.dim != dim:
         raise EmbeddingError(f"vectors are {vectors.dim}-d; expected {dim}-d (the embed_dim)")
     if not isinstance(vocab, list):
@@ -454,6 +470,10 @@ def embedding_matrix(
     total = sum(token_counts.values())
     if total == 0:
         raise EmbeddingError("token_counts counts no tokens; pass the training split's token counts")
+    import torch  # imported here: see the module docstring
+
+    from trainables.data import PAD, UNK  # which imports torch
+
     row_of = {word: row for row, word in enumerate(vectors.words)}
     covered = {index: row_of[word] for index, word in enumerate(vocab) if index > UNK and word in row_of}
     matrix = torch.randn(len(vocab), dim, generator=torch.Generator().manual_seed(seed))
