@@ -39,7 +39,7 @@ def bad_data(root: Path, split: str, rows: list, header=("text", "label")) -> No
 BAD_INPUTS = {
     "unknown preset": (
         lambda t, d: ["--preset", "huge"],
-        "unknown preset 'huge'; allowed: paper, smoke, smoke_wide, sst, xai",
+        "unknown preset 'huge'; allowed: paper, paper_offline, smoke, smoke_wide, sst, sst_offline, xai",
     ),
     "unknown dataset": (
         lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {dataset: [yelp]}\n")],
