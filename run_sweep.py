@@ -12,12 +12,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sweep.config import ConfigError, load_config, load_preset, preset_names, with_overrides
 from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, resume_sweep, run_sweep
 from sweep.summary import tally
 from sweep.tracking import TrackingError
+from trainables.embeddings import EmbeddingError
 from trainables.settings import DataError
 
 DEFAULT_PRESET = "sst"
@@ -28,6 +29,15 @@ def parse_seeds(text: str) -> list[int]:
         return [int(s) for s in text.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def describe_embeddings(info: dict[str, Any]) -> str:
+    """One line on the sweep's initial word vectors: where from, how many, trained or loaded, how long."""
+    if info["source"] == "random":
+        return "random initialisation"
+    how = "loaded from the cache" if info["cached"] else "built"
+    key = f" (key {info['key']})" if info["key"] else ""
+    return f"{info['source']}{key}: {info['words']} words, {how} in {info['seconds']:.1f} s"
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -154,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["seeds"] = parse_seeds(args.seeds)
             config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
             result = run_sweep(with_overrides(config, **overrides), options)
-    except (ConfigError, DataError, TrackingError) as error:
+    except (ConfigError, DataError, EmbeddingError, TrackingError) as error:
         parser.error(str(error))
     print(f"\nSweep {result.name!r}: {tally(result.summary)}")
+    print(f"Word vectors: {describe_embeddings(result.embeddings)}")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
     print(f"Compare the runs: {mlflow_ui_command(result.tracking_uri)}   (then open http://127.0.0.1:5000)")

@@ -163,11 +163,17 @@ def counterfactual(runs: pd.DataFrame) -> TableSpec:
 
 
 def model_quality(runs: pd.DataFrame) -> TableSpec:
-    """Test-set accuracy, macro F1 and AUC."""
-    names = {"test/accuracy": "accuracy", "test/f1": "F1 (macro)", "test/auc": "AUC"}
+    """Test-set accuracy, macro F1 and AUC, and how much of the training text had pretrained vectors."""
+    names = {
+        "test/accuracy": "accuracy",
+        "test/f1": "F1 (macro)",
+        "test/auc": "AUC",
+        "embeddings/token_coverage": "pretrained token coverage",
+    }
     return TableSpec(
         "model_quality",
-        "Test-set classification with the weights of the best validation AUC.",
+        "Test-set classification with the weights of the best validation AUC; pretrained token coverage: "
+        "the share of training tokens whose embedding started from a pretrained vector (0: random).",
         ("statistic",),
         tuple(Cell(name, (text,)) for name, text in names.items()),
     )

@@ -1,7 +1,7 @@
 """Sweep definitions: a YAML file of grid axes, trial settings and resources, validated before Ray starts.
 
 A sweep YAML has the sections `name`, `description`, `grid` (the axes; every combination is one trial),
-the trial's settings sections (`trainables.settings`: data, train, explain, counterfactual) and
+the trial's settings sections (`trainables.settings`: data, train, embeddings, explain, counterfactual) and
 `resources` (what each trial asks Ray for). Validation is `trainables.settings`'s: one-line
 `ConfigError`s naming the bad value and what is allowed.
 """
@@ -22,6 +22,7 @@ from trainables.settings import (
     ConfigError,
     CounterfactualSettings,
     DataSettings,
+    EmbeddingSettings,
     ExplainSettings,
     TrainSettings,
     build_section,
@@ -34,6 +35,7 @@ __all__ = ["ConfigError", "Grid", "ResourceSettings", "SweepConfig", "load_confi
 
 PRESET_DIR = Path(__file__).parent / "presets"
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # no separators, no leading dot, no '..' alone
+EMBEDDINGS_FOLDER = "embeddings"  # <storage path>/embeddings: the word vectors cache, beside the experiments
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class SweepConfig:
     grid: Grid = Grid()
     data: DataSettings = field(default_factory=DataSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    embeddings: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     explain: ExplainSettings = field(default_factory=ExplainSettings)
     counterfactual: CounterfactualSettings = field(default_factory=CounterfactualSettings)
     resources: ResourceSettings = ResourceSettings()
@@ -117,6 +120,8 @@ def check_name(name: Any, source: str) -> str:
             f"{source}: name {name!r} is not allowed; use letters, digits, '_', '-' and '.' "
             "(not first), at most 100 characters"
         )
+    if name == EMBEDDINGS_FOLDER:
+        raise ConfigError(f"{source}: name {name!r} is reserved for the word vectors cache; pick another")
     return name
 
 

@@ -1,8 +1,10 @@
-"""Run or resume a sweep: prepare data and MLflow in the driver, then one Ray Tune trial per grid point.
+"""Run or resume a sweep: prepare data, word vectors and MLflow in the driver, then one Ray Tune trial per
+grid point.
 
-`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad), then hand the
-trials to `fit`, which owns the Ray instance. The pieces live beside this module: `environment`
-(variables), `tracking` (MLflow), `storage` (the sweep's files), `summary` (the final table).
+`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad), then open the
+sweep's one Ray instance, build the initial word vectors in it (a Ray task, cached in the sweep's storage),
+and hand the trials to `fit`. The pieces live beside this module: `environment` (variables), `tracking`
+(MLflow), `storage` (the sweep's files), `summary` (the final table).
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sweep import environment, storage
 from sweep.cluster import check_shared_storage
-from sweep.config import ConfigError, SweepConfig, parse_config
+from sweep.config import EMBEDDINGS_FOLDER, ConfigError, SweepConfig, parse_config
 from sweep.summary import summarize
 from sweep.tracking import (
     DEFAULT_OUTPUT_DIR,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from ray import tune
 
     from trainables.data import PreparedDataset
+    from trainables.embeddings import WordVectors
     from trainables.trial import TrialHooks
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +69,10 @@ class SweepOptions:
             raise ConfigError(f"storage path {location!r} must be absolute or a URI (s3://, gs://)")
         return location.rstrip("/")
 
+    def embeddings_store(self) -> str:
+        """Where word vector builds are cached: beside the experiments, so every sweep there reuses them."""
+        return f"{self.resolved_storage_path()}/{EMBEDDINGS_FOLDER}"
+
 
 @dataclass
 class SweepResult:
@@ -76,6 +83,7 @@ class SweepResult:
     experiment_id: str
     tracking_uri: str
     experiment_dir: str
+    embeddings: dict[str, Any] = field(default_factory=dict)  # build_vectors' info: source, key, cached, ...
 
     @property
     def failed(self) -> int:
@@ -84,35 +92,83 @@ class SweepResult:
 
 @dataclass
 class Experiment:
-    """An MLflow experiment opened for a sweep, with the variables its trials need."""
+    """An MLflow experiment opened for a sweep."""
 
     client: MlflowClient
     experiment_id: str
     uri: str
-    variables: dict[str, str]
 
 
-def prepare_datasets(config: SweepConfig, data_dir: Path | None) -> dict[str, PreparedDataset]:
-    """Every dataset of the grid, loaded and indexed once, shared by all trials."""
-    from trainables.data import prepare
+@dataclass
+class Embeddings:
+    """The sweep's initial word vectors (None: random initialisation) and how they were built."""
 
-    settings = config.data
-    return {
-        name: prepare(name, data_dir, settings.max_examples, settings.split_seed, settings.max_tokens)
+    vectors: WordVectors | None
+    info: dict[str, Any]
+
+
+def prepare_data(
+    config: SweepConfig, data_dir: Path | None
+) -> tuple[dict[str, PreparedDataset], list[list[str]]]:
+    """Every dataset of the grid, loaded and indexed once and shared by all trials, and the word2vec corpus.
+
+    The corpus: the training split (tokenized, as prepared) of each grid dataset, then the unlabeled train
+    texts of each `embeddings.extra_corpus` dataset (`unlabeled_train_texts`: no validation or test text),
+    in that order; a grid dataset that is also an extra one comes once, as the extra texts, which hold
+    its training split. A vectors file source reads the vectors of the corpus's words.
+    """
+    from trainables.data import index_dataset, tokenize_dataset, unlabeled_train_texts
+
+    data, extra = config.data, config.embeddings.extra_corpus
+    tokenized = {
+        name: tokenize_dataset(name, data_dir, data.max_examples, data.split_seed, data.max_tokens)
         for name in config.grid.dataset
     }
+    corpus: list[list[str]] = []
+    for name, dataset in tokenized.items():
+        if name not in extra:
+            corpus += dataset.splits["train"][0]
+    for name in extra:
+        corpus += unlabeled_train_texts(name, data_dir, data.split_seed, data.max_tokens)
+    return {name: index_dataset(dataset) for name, dataset in tokenized.items()}, corpus
+
+
+@contextmanager
+def ray_session(options: SweepOptions, variables: dict[str, str]) -> Iterator[None]:
+    """The sweep's Ray instance (see `ray_instance`), once its storage path is known to suit its nodes."""
+    with ray_instance(options.address, variables):
+        check_shared_storage(options.resolved_storage_path(), options.address, shared=options.shared_storage)
+        yield
+
+
+def build_embeddings(config: SweepConfig, corpus: list[list[str]], store: str) -> Embeddings:
+    """`build_vectors` for the sweep, in a Ray task of the connected instance; its errors come back as one
+    `EmbeddingError` line. A word2vec build is cached in `store`, so a second sweep or a resume loads it."""
+    import ray
+
+    from trainables.embeddings import EmbeddingError, build_vectors, parse_source
+
+    settings = config.embeddings
+    task = ray.remote(build_vectors).remote(
+        parse_source(settings.source), corpus, config.train.embed_dim, settings.word2vec(), store
+    )
+    try:
+        return Embeddings(*ray.get(task))
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, EmbeddingError):
+            raise error.cause from None
+        raise
 
 
 def open_experiment(name: str, options: SweepOptions) -> Experiment:
-    """Set up the environment, then the MLflow client and experiment, creating a local store if needed."""
+    """The MLflow client and experiment, creating a local store if needed (after `environment.set_up`)."""
     uri = options.resolved_tracking_uri()
-    variables = environment.set_up(uri)
     local = is_local_store(uri)
     if local:
         options.output_dir.mkdir(parents=True, exist_ok=True)
     client = check_reachable(uri)
     experiment_id = ensure_experiment(client, name, options.output_dir / "mlartifacts" if local else None)
-    return Experiment(client, experiment_id, uri, variables)
+    return Experiment(client, experiment_id, uri)
 
 
 def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | None = None) -> SweepResult:
@@ -120,8 +176,6 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
 
     `hooks` reach every trial (tests use them to make trials fail on purpose).
     """
-    from ray import tune
-
     results_root = options.resolved_storage_path()
     experiment_dir = f"{results_root}/{config.name}"
     exists = storage.exists(experiment_dir)
@@ -133,18 +187,34 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
     uri = options.resolved_tracking_uri()
     if not is_local_store(uri):
         check_reachable(uri)  # before the (possibly long) data preparation, and before writing anything
-    datasets = prepare_datasets(config, options.data_dir)
-    experiment = open_experiment(config.name, options)
+    datasets, corpus = prepare_data(config, options.data_dir)
+    with ray_session(options, environment.set_up(uri)):
+        embeddings = build_embeddings(config, corpus, options.embeddings_store())
+        del corpus  # large, and the trials need only the vectors
+        experiment = open_experiment(config.name, options)
+        make_tuner = start_experiment(config, options, experiment)
+        summary = fit(make_tuner, config, datasets, embeddings, experiment, hooks)
+    return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir, embeddings.info)
+
+
+def start_experiment(
+    config: SweepConfig, options: SweepOptions, experiment: Experiment
+) -> Callable[[Callable], tune.Tuner]:
+    """Clear (`--overwrite`) or refuse what an earlier sweep of this name left, save the sweep for
+    `--resume`, and return what makes its tuner from the trainable."""
+    from ray import tune
+
+    results_root = options.resolved_storage_path()
     if options.overwrite:
         storage.remove_folder(results_root, config.name)
         delete_runs(experiment.client, experiment.experiment_id)
     elif experiment.client.search_runs([experiment.experiment_id], max_results=1):
         raise ConfigError(
-            f"MLflow experiment {config.name!r} already has runs in {uri}; "
+            f"MLflow experiment {config.name!r} already has runs in {experiment.uri}; "
             "pass --overwrite to replace them or --name to pick another name"
         )
     saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
-    storage.write_text(f"{experiment_dir}/{SWEEP_FILE}", json.dumps(saved, indent=2))
+    storage.write_text(f"{results_root}/{config.name}/{SWEEP_FILE}", json.dumps(saved, indent=2))
     tracking = {"uri": experiment.uri, "experiment_id": experiment.experiment_id, "sweep": config.name}
     param_space = {
         **{axis: tune.grid_search(list(getattr(config.grid, axis))) for axis in AXES},
@@ -171,12 +241,15 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
             ),
         )
 
-    summary = fit(make_tuner, config, datasets, options, experiment, hooks)
-    return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir)
+    return make_tuner
 
 
 def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
-    """Continue an interrupted sweep: finished trials stay, the others continue from their checkpoints."""
+    """Continue an interrupted sweep: finished trials stay, the others continue from their checkpoints.
+
+    The word vectors are built again from the same data and settings, so a word2vec build loads from the
+    cache instead of training.
+    """
     from ray import tune
 
     experiment_dir = f"{options.resolved_storage_path()}/{name}"
@@ -187,15 +260,19 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     saved = json.loads(saved_text)
     config = parse_config(saved["config"], sweep_file)
     data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
-    check_reachable(options.resolved_tracking_uri())
-    datasets = prepare_datasets(config, data_dir)
-    experiment = open_experiment(config.name, options)
+    uri = options.resolved_tracking_uri()
+    check_reachable(uri)
+    datasets, corpus = prepare_data(config, data_dir)
+    with ray_session(options, environment.set_up(uri)):
+        embeddings = build_embeddings(config, corpus, options.embeddings_store())
+        del corpus
+        experiment = open_experiment(config.name, options)
 
-    def make_tuner(trainable: Callable) -> tune.Tuner:
-        return tune.Tuner.restore(experiment_dir, trainable, resume_errored=True)
+        def make_tuner(trainable: Callable) -> tune.Tuner:
+            return tune.Tuner.restore(experiment_dir, trainable, resume_errored=True)
 
-    summary = fit(make_tuner, config, datasets, options, experiment)
-    return SweepResult(config.name, summary, experiment.experiment_id, experiment.uri, experiment_dir)
+        summary = fit(make_tuner, config, datasets, embeddings, experiment)
+    return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir, embeddings.info)
 
 
 def runtime_env(variables: dict[str, str]) -> dict:
@@ -227,24 +304,23 @@ def fit(
     make_tuner: Callable,
     config: SweepConfig,
     datasets: dict[str, PreparedDataset],
-    options: SweepOptions,
+    embeddings: Embeddings,
     experiment: Experiment,
     hooks: TrialHooks | None = None,
 ) -> pd.DataFrame:
-    """Run the tuner and summarise its trials; afterwards, runs of stopped trials are marked KILLED."""
+    """Run the tuner in the connected Ray instance and summarise its trials; afterwards, runs of stopped
+    trials are marked KILLED. The datasets and word vectors reach the trials through Ray's object store."""
     from ray import tune
 
     from trainables.trial import run_trial
 
-    with ray_instance(options.address, experiment.variables):
-        try:
-            check_shared_storage(
-                options.resolved_storage_path(), options.address, shared=options.shared_storage
-            )
-            resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
-            parameters = {"datasets": datasets} if hooks is None else {"datasets": datasets, "hooks": hooks}
-            trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
-            grid = make_tuner(trainable).fit()
-        finally:
-            mark_stopped_runs(experiment.client, experiment.experiment_id)
+    try:
+        resources = {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial}
+        parameters = {"datasets": datasets, "vectors": embeddings.vectors, "embedding_info": embeddings.info}
+        if hooks is not None:
+            parameters["hooks"] = hooks
+        trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
+        grid = make_tuner(trainable).fit()
+    finally:
+        mark_stopped_runs(experiment.client, experiment.experiment_id)
     return summarize(grid)

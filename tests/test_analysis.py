@@ -107,12 +107,15 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
                 assert row.within_std == pytest.approx(logged[row.spread_metric], abs=1e-12)
             checked += 1
     # Table 1: softmax x 8 cells; Table 2: 2 settings x 2 classes x 3 pairs x 4 top-k statistics;
-    # agreement: 2 x 3 pairs x 2; counterfactual: 2 x 3 classes x 7; quality: 2 x 3; timing: 2 x 7 phases
-    assert rows == 8 + 48 + 12 + 42 + 6 + 14 and checked >= 0.9 * rows
+    # agreement: 2 x 3 pairs x 2; counterfactual: 2 x 3 classes x 7; quality: 2 x 4; timing: 2 x 8 phases
+    # (word vectors, train and six explanation ones)
+    assert rows == 8 + 48 + 12 + 42 + 8 + 16 and checked >= 0.9 * rows
     softmax = metrics["sst2-lstm-tanh-softmax"]
     markdown = (folder / "tables" / "model_quality.md").read_text()
     cells = " | ".join(f"{softmax[f'test/{m}']:.3f}" for m in ("accuracy", "f1", "auc"))
-    assert f"| sst2 | lstm | tanh | softmax | {cells} |" in markdown
+    assert f"| sst2 | lstm | tanh | softmax | {cells} | 0.000 |" in markdown  # random: no pretrained token
+    timing = pd.read_csv(folder / "tables" / "timing.csv")
+    assert timing["phase"].tolist()[:2] == ["word vectors (per sweep)", "training"]
     table1 = (folder / "tables" / "table1_kendall_softmax.md").read_text()
     mean, std = softmax["kendall/attn_grad/0/mean"], softmax["kendall/attn_grad/0/std"]
     chance = softmax["kendall/attn_grad/0/chance"]
@@ -169,7 +172,7 @@ def test_a_failed_or_missing_trial_is_a_missing_cell(sweep, analysed, tmp_path):
     assert (quality.loc[quality["attention"] == "tanh", "n_seeds"] == 1).all()
     markdown = (folder / "tables" / "model_quality.md").read_text()
     for normalizer in ("softmax", "sparsemax"):
-        assert f"| sst2 | lstm | dot | {normalizer} | — | — | — |" in markdown
+        assert f"| sst2 | lstm | dot | {normalizer} | — | — | — | — |" in markdown
     table1 = (folder / "tables" / "table1_kendall_softmax.md").read_text()
     assert "| sst2 | lstm | dot | negative (0) | — | — |" in table1
     report = (folder / "report.md").read_text()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sweep.config import ConfigError, load_config, load_preset, parse_config, preset_names, with_overrides
+from trainables.embeddings import Word2VecSettings
+
+FASTTEXT = "https://dl.fbaipublicfiles.com/fasttext/vectors-english/wiki-news-300d-1M.vec.zip"
 
 
 def test_presets_load_with_their_documented_grids():
@@ -15,6 +18,31 @@ def test_presets_load_with_their_documented_grids():
     assert paper.grid.size == 2 * 2 * 2 * 3 and paper.data.max_tokens == 100
     smoke = load_preset("smoke")
     assert smoke.grid.normalizer == ("softmax", "sparsemax") and smoke.train.max_epochs == 2
+
+
+def test_the_paper_presets_start_from_fasttext_and_their_offline_twins_from_word2vec():
+    for name in ("sst", "paper", "xai"):
+        assert load_preset(name).embeddings.source == FASTTEXT
+    for name in ("smoke", "smoke_wide"):
+        assert load_preset(name).embeddings.source == "random"
+    for name in ("sst", "paper"):
+        online, offline = load_preset(name), load_preset(f"{name}_offline")
+        assert offline.embeddings.source == "word2vec" and offline.embeddings.extra_corpus == ("imdb",)
+        assert offline.embeddings.word2vec() == Word2VecSettings()
+        for section in ("grid", "data", "train", "explain", "counterfactual", "resources"):
+            assert getattr(offline, section) == getattr(online, section), section
+
+
+def test_embeddings_settings_default_to_random_and_to_the_word2vec_defaults(tmp_path, monkeypatch):
+    config = parse_config({"name": "x"}, "t")
+    assert config.embeddings.source == "random" and config.embeddings.extra_corpus == ()
+    assert config.embeddings.word2vec() == Word2VecSettings()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v.vec").write_text("good 1 2\n")
+    config = parse_config({"name": "x", "embeddings": {"source": "v.vec", "window": 2}}, "t")
+    assert config.embeddings.source == str(tmp_path / "v.vec")  # absolute: for --resume and Ray workers
+    assert config.embeddings.word2vec() == Word2VecSettings(window=2)
+    assert parse_config(config.to_dict(), "round trip") == config
 
 
 def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
@@ -85,6 +113,28 @@ def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
         ({"name": "x", "grid": {"seed": [-1]}}, "grid.seed: -1 is not an integer in 0..4294967295"),
         ({"name": "x", "grid": {"seed": [2**32]}}, "grid.seed: 4294967296 is not an integer in 0.."),
         ({"name": "x", "data": {"split_seed": -1}}, "data.split_seed: -1 must be >= 0"),
+        (
+            {"name": "x", "embeddings": {"source": "glove"}},
+            "embeddings.source: unknown embeddings source 'glove'; allowed: random, word2vec, a .vec or "
+            ".vec.zip file, or an http(s):// URL of one",
+        ),
+        (
+            {"name": "x", "embeddings": {"source": "/nowhere/wiki.vec"}},
+            "embeddings.source: embeddings file '/nowhere/wiki.vec' does not exist",
+        ),
+        ({"name": "x", "embeddings": {"source": 300}}, "embeddings.source: 300 is a int; expected str"),
+        ({"name": "x", "embeddings": {"window": 0}}, "embeddings.window: 0 must be > 0"),
+        ({"name": "x", "embeddings": {"seed": 2**32}}, "embeddings.seed: 4294967296 must be <= 4294967295"),
+        (
+            {"name": "x", "embeddings": {"source": "word2vec", "extra_corpus": ["yelp"]}},
+            "embeddings.extra_corpus: unknown value 'yelp'; allowed: sst2, imdb, ag_news, 20news_sports",
+        ),
+        (
+            {"name": "x", "embeddings": {"extra_corpus": ["imdb"]}},
+            "embeddings.extra_corpus: only a word2vec source trains on text; source is 'random'",
+        ),
+        ({"name": "x", "train": {"vectors": "wiki.vec"}}, "train: unknown key 'vectors'"),
+        ({"name": "embeddings"}, "name 'embeddings' is reserved for the word vectors cache"),
         (["name"], "expected a YAML mapping"),
     ],
 )

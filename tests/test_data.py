@@ -77,6 +77,46 @@ def test_max_tokens_overrides_the_length_filter(tmp_path):
     assert prepared.dropped["train_too_long"] > 0
 
 
+def documents(tokens: list[list[str]]) -> set[tuple[str, ...]]:
+    return {tuple(t) for t in tokens}
+
+
+@pytest.mark.parametrize(("max_tokens", "split_seed"), [(None, 0), (10, 7)])
+def test_unlabeled_train_texts_are_the_train_file_but_the_validation_rows(tmp_path, max_tokens, split_seed):
+    root = imdb_dir(tmp_path)
+    rows = sentiment_rows(200, 0)
+    rows[:20] = [(" ".join(["word"] * 450) + " " + text, label) for text, label in rows[:20]]  # too long
+    write_csv(root / "imdb" / "train.csv", [("", 1), *rows])  # and an empty text
+    every = data.tokenize([text for text, _ in rows])
+    assert len(documents(every)) == 200  # the texts are unique, so they can be matched by content
+    texts = data.unlabeled_train_texts("imdb", root, split_seed, max_tokens)
+    held_out = data.tokenize_dataset("imdb", root, split_seed=split_seed, max_tokens=max_tokens)
+    validation = held_out.splits["validation"][0]
+    assert len(texts) == 200 - len(validation) and sum(len(t) > 399 for t in texts) == 20
+    assert documents(texts) == documents(every) - documents(validation)
+    capped = data.tokenize_dataset("imdb", root, 30, split_seed, max_tokens)
+    assert documents(capped.splits["train"][0]) < documents(texts)
+
+
+def test_unlabeled_train_texts_keep_only_the_datasets_classes(tmp_path):
+    root = tmp_path / "data"
+    for seed, split in enumerate(("train", "test")):
+        write_csv(root / "ag_news" / f"{split}.csv", four_class_rows(400, seed, [0, 1, 2, 3]))
+    texts = data.unlabeled_train_texts("ag_news", root)
+    assert len(texts) == 200 - round(0.2 * 200)  # World and Business (labels 0, 2), less validation
+    kept = [text for i, (text, _) in enumerate(sentiment_rows(400, 0)) if i % 4 in (0, 2)]
+    assert documents(texts) <= documents(data.tokenize(kept))
+
+
+def test_prepare_indexes_the_tokenized_splits(sst_dir):
+    split = data.tokenize_dataset("sst2", sst_dir, max_examples=50)
+    prepared = prepare("sst2", sst_dir, max_examples=50)
+    for name, (tokens, labels) in split.splits.items():
+        ids = prepared.splits[name].tokens
+        assert [[prepared.vocab[i] for i in row] for row in ids] == tokens
+        assert np.array_equal(prepared.splits[name].labels, labels)
+
+
 def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch):
     """The real `datasets.load_dataset(<hub id>)` path, given a local folder laid out like the Hub repo."""
     repo = tmp_path / "SetFit-sst2"

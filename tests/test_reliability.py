@@ -39,7 +39,7 @@ def bad_data(root: Path, split: str, rows: list, header=("text", "label")) -> No
 BAD_INPUTS = {
     "unknown preset": (
         lambda t, d: ["--preset", "huge"],
-        "unknown preset 'huge'; allowed: paper, smoke, smoke_wide, sst, xai",
+        "unknown preset 'huge'; allowed: paper, paper_offline, smoke, smoke_wide, sst, sst_offline, xai",
     ),
     "unknown dataset": (
         lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {dataset: [yelp]}\n")],
@@ -117,6 +117,19 @@ BAD_INPUTS = {
         lambda t, d: ["--preset", "smoke", "--data-dir", str(d), "--tracking-uri", "http://127.0.0.1:9"],
         "MLflow tracking URI 'http://127.0.0.1:9' is not usable",
     ),
+    "missing embeddings file": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\nembeddings: {source: nowhere/wiki.vec}\n")],
+        "embeddings.source: embeddings file 'nowhere/wiki.vec' does not exist",
+    ),
+    "unreachable embeddings download": (  # port 9 (discard) on 127.0.0.1: nothing listens
+        lambda t, d: [
+            "--config",
+            smoke_yaml(t, "x", embeddings={"source": "http://127.0.0.1:9/wiki.vec.zip"}),
+            "--data-dir",
+            str(d),
+        ],
+        "could not download embeddings from http://127.0.0.1:9/wiki.vec.zip: ",
+    ),
     "resume of an unknown experiment": (
         lambda t, d: ["--resume", "never-ran"],
         "no experiment 'never-ran' to resume",
@@ -125,7 +138,12 @@ BAD_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
+STARTS_RAY = {"unreachable embeddings download"}  # the download runs in a Ray task
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=pytest.mark.ray) if case in STARTS_RAY else case for case in BAD_INPUTS]
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, sst_dir, capsys):
     make_argv, fragment = BAD_INPUTS[case]
     out = tmp_path / "out"

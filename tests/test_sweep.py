@@ -42,8 +42,18 @@ def documented_metrics() -> set[str]:
     """Every final metric name docs/METRICS.md promises for a trial without attributions."""
     names = {
         f"time/{phase}_s"
-        for phase in ("train", "gradient", "loo", "correlation", "chance", "adversarial", "permutation")
+        for phase in (
+            "embeddings",
+            "train",
+            "gradient",
+            "loo",
+            "correlation",
+            "chance",
+            "adversarial",
+            "permutation",
+        )
     }
+    names |= {"embeddings/vocab_coverage", "embeddings/token_coverage"}
     for label in ("all", "0", "1"):
         for measure in ("kendall", "topk_avg", "topk_nz", "topk_ns_avg", "topk_ns_nz"):
             for pair in ("attn_grad", "attn_loo", "grad_loo"):
@@ -78,6 +88,8 @@ def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
             "smoke",
         }
         assert tags["normalizer"] in run.info.run_name and tags["device"] == "cpu"
+        assert tags["embeddings_cached"] == "false" and "embeddings_key" not in tags  # random init
+        assert metrics["embeddings/vocab_coverage"] == metrics["embeddings/token_coverage"] == 0.0
         assert params["train.max_epochs"] == "2" and params["train.embed_dim"] == "32"
         for name in ("test/accuracy", "test/f1", "test/auc", "best_val_auc", "time/train_s"):
             assert name in metrics

@@ -1,7 +1,9 @@
 """Datasets: load (Hugging Face Hub or local CSVs), clean, tokenize, split, index, and batch by length.
 
 Preparation runs once in the sweep driver, so bad data fails before any trial starts and every trial of a
-sweep sees exactly the same splits and vocabulary. Token id 0 is padding, 1 is unknown.
+sweep sees exactly the same splits and vocabulary. Token id 0 is padding, 1 is unknown. `prepare` is
+`tokenize_dataset` (word tokens per split) then `index_dataset` (vocabulary and token ids); the driver
+keeps the word tokens of the training split for the word2vec corpus, with `unlabeled_train_texts`.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class Split:
         """Instances `indices` padded to token ids [B, T] and mask [B, T] (see `pad`), on `device`."""
         tokens, mask = pad([self.tokens[i] for i in indices])
         return tokens.to(device), mask.to(device)
+
+
+@dataclass
+class TokenizedDataset:
+    """A dataset's splits as word tokens and 0/1 labels, and the counts of what preprocessing dropped."""
+
+    name: str
+    splits: dict[str, tuple[list[list[str]], np.ndarray]]
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -197,7 +208,18 @@ def prepare(
     split_seed: int = 0,
     max_tokens: int | None = None,
 ) -> PreparedDataset:
-    """Load, tokenize, filter and split a dataset, then index it with a vocabulary built from train.
+    """Load, tokenize, filter and split a dataset, then index it with a vocabulary built from train."""
+    return index_dataset(tokenize_dataset(name, data_dir, max_examples, split_seed, max_tokens))
+
+
+def tokenize_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    max_examples: int | None = None,
+    split_seed: int = 0,
+    max_tokens: int | None = None,
+) -> TokenizedDataset:
+    """Load, tokenize, filter and split a dataset: its train, validation and test splits as word tokens.
 
     `max_examples` caps each split with a seeded sample (the smoke preset); `split_seed` fixes every
     random split and sample so all trials of a sweep share the data; `max_tokens` replaces the
@@ -210,24 +232,14 @@ def prepare(
     dropped: dict[str, int] = {}
     token_splits: dict[str, tuple[list[list[str]], np.ndarray]] = {}
     for split, (texts, labels) in raw.items():
-        wanted = labels != DROPPED
-        if spec.label_map is not None:
-            dropped[f"{split}_other_class"] = int((~wanted).sum())
-        texts, labels = [t for t, w in zip(texts, wanted, strict=True) if w], labels[wanted]
-        tokens = tokenize(texts)
-        keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
-        dropped[f"{split}_empty"] = int((~keep).sum())
-        if limit is not None:
-            short = np.array([len(t) <= limit for t in tokens], dtype=bool)
-            dropped[f"{split}_too_long"] = int((keep & ~short).sum())
-            keep &= short
+        tokens, labels, keep, split_dropped = _clean(split, texts, labels, spec, limit)
+        dropped.update(split_dropped)
         token_splits[split] = ([t for t, k in zip(tokens, keep, strict=True) if k], labels[keep])
     if "validation" not in token_splits:
         tokens, labels = token_splits["train"]
-        order = rng.permutation(len(labels))
-        n_val = int(round(spec.validation_fraction * len(labels)))
-        token_splits["validation"] = _take(tokens, labels, order[:n_val])
-        token_splits["train"] = _take(tokens, labels, np.sort(order[n_val:]))
+        validation, train = _hold_out(len(labels), spec.validation_fraction, rng)
+        token_splits["validation"] = _take(tokens, labels, validation)
+        token_splits["train"] = _take(tokens, labels, train)
     if spec.test_fraction < 1.0:
         tokens, labels = token_splits["test"]
         n_test = int(round(spec.test_fraction * len(labels)))
@@ -240,13 +252,65 @@ def prepare(
     for split in SPLITS:
         if len(token_splits[split][1]) == 0:
             raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
-    vocab = build_vocab(token_splits["train"][0], spec.min_freq)
+    return TokenizedDataset(name, token_splits, dropped)
+
+
+def index_dataset(dataset: TokenizedDataset) -> PreparedDataset:
+    """Token ids of every split, with a vocabulary built from the training split."""
+    vocab = build_vocab(dataset.splits["train"][0], DATASET_SPECS[dataset.name].min_freq)
     index = {word: i for i, word in enumerate(vocab)}
     splits = {
         split: Split([np.array([index.get(w, UNK) for w in t], dtype=np.int64) for t in tokens], labels)
-        for split, (tokens, labels) in token_splits.items()
+        for split, (tokens, labels) in dataset.splits.items()
     }
-    return PreparedDataset(name, vocab, splits, dropped)
+    return PreparedDataset(dataset.name, vocab, splits, dataset.dropped)
+
+
+def unlabeled_train_texts(
+    name: str, data_dir: str | Path | None = None, split_seed: int = 0, max_tokens: int | None = None
+) -> list[list[str]]:
+    """The tokenized texts of a dataset's train file without labels: unlabeled in-domain text (word2vec).
+
+    Every non-empty text of the dataset's classes, of any length and uncapped, except those that
+    `tokenize_dataset` with the same `split_seed` and `max_tokens` holds out as validation (datasets with
+    no validation file): so no validation or test text is among them.
+    """
+    raw = load_raw(name, data_dir)
+    spec = DATASET_SPECS[name]
+    limit = max_tokens if max_tokens is not None else spec.max_tokens
+    tokens, _, keep, _ = _clean("train", *raw["train"], spec, limit)
+    held_out: set[int] = set()
+    if "validation" not in raw:
+        rows = np.flatnonzero(keep)  # the rows tokenize_dataset splits, in its order
+        validation, _ = _hold_out(len(rows), spec.validation_fraction, np.random.default_rng(split_seed))
+        held_out = set(rows[validation].tolist())
+    return [t for row, t in enumerate(tokens) if t and row not in held_out]
+
+
+def _clean(
+    split: str, texts: list[str], labels: np.ndarray, spec: DatasetSpec, limit: int | None
+) -> tuple[list[list[str]], np.ndarray, np.ndarray, dict[str, int]]:
+    """The tokens and labels of a split's rows of the dataset's classes, which of them to keep (non-empty,
+    at most `limit` tokens), and the counts of what was dropped."""
+    dropped: dict[str, int] = {}
+    wanted = labels != DROPPED
+    if spec.label_map is not None:
+        dropped[f"{split}_other_class"] = int((~wanted).sum())
+    tokens = tokenize([t for t, w in zip(texts, wanted, strict=True) if w])
+    keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
+    dropped[f"{split}_empty"] = int((~keep).sum())
+    if limit is not None:
+        short = np.array([len(t) <= limit for t in tokens], dtype=bool)
+        dropped[f"{split}_too_long"] = int((keep & ~short).sum())
+        keep &= short
+    return tokens, labels[wanted], keep, dropped
+
+
+def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `n` training rows held out as validation (a seeded share), and the rest in order."""
+    order = rng.permutation(n)
+    n_val = int(round(fraction * n))
+    return order[:n_val], np.sort(order[n_val:])
 
 
 def _take(tokens: list, labels: np.ndarray, chosen: np.ndarray) -> tuple[list, np.ndarray]:
@@ -282,21 +346,3 @@ def length_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     yield from batches
-
-
-def load_vectors(path: str | Path, vocab: list[str], dim: int, seed: int) -> torch.Tensor:
-    """Embedding matrix [V, dim] from a fastText/GloVe `.vec` text file; unseen words N(0, 1), padding 0."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"embedding file {str(path)!r} does not exist")
-    index = {word: i for i, word in enumerate(vocab)}
-    matrix = torch.randn(len(vocab), dim, generator=torch.Generator().manual_seed(seed))
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            parts = line.rstrip().split(" ")
-            if len(parts) != dim + 1:  # the "count dim" header or a malformed line
-                continue
-            if parts[0] in index:
-                matrix[index[parts[0]]] = torch.tensor([float(v) for v in parts[1:]])
-    matrix[PAD] = 0.0
-    return matrix

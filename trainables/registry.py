@@ -110,8 +110,10 @@ COUNTERFACTUAL_SUMMARIES = {
     },
 }
 
-# Timed phases of a trial, logged as `time/{phase}_s`, in the order a trial runs them.
+# Timed phases of a trial, logged as `time/{phase}_s`, in the order a trial runs them. `embeddings` is the
+# build of the initial word vectors, once per sweep before any trial (shared by all; near 0 when cached).
 PHASES = {
+    "embeddings": "word vectors (per sweep)",
     "train": "training",
     "gradient": "gradient",
     "loo": "leave-one-out",

@@ -5,6 +5,7 @@ dict, so both sides agree on every name, default and bound. Validation is driven
 type annotations and field metadata: unknown keys, unknown values and wrong types raise `ConfigError`
 with one line naming the bad value and what is allowed. A setting typed `tuple[X, ...]` is a YAML list
 (a single value counts as a one-item list); its items are checked like scalars and must not repeat.
+A field with a `parse` function (see `parsed`) is also checked by it, and holds what it returns.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainables.embeddings import Word2VecSettings, parse_source
 from trainables.registry import ATTRIBUTION_METHODS
 
 DATASETS = ("sst2", "imdb", "ag_news", "20news_sports")
@@ -55,6 +57,18 @@ def one_of(choices: tuple[str, ...], **kwargs: Any) -> Any:
     return field(metadata={"choices": choices}, **kwargs)
 
 
+def parsed(parse: Callable[[Any], Any], **kwargs: Any) -> Any:
+    """A dataclass field checked by `parse`, which returns the value to keep or raises a ValueError."""
+    return field(metadata={"parse": parse}, **kwargs)
+
+
+def embedding_source(text: str) -> str:
+    """`embeddings.source` as `parse_source` reads it: a local file becomes its absolute path, which the
+    sweep saves for `--resume` and the Ray workers read (their working directory differs)."""
+    source = parse_source(text)
+    return source.location or source.kind
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """Dataset preparation shared by every trial (see trainables.data.prepare)."""
@@ -70,12 +84,38 @@ class TrainSettings:
 
     embed_dim: int = positive(default=300)
     hidden_size: int = positive(default=128)
-    vectors: str | None = None  # optional pretrained `.vec` file; random init otherwise
     batch_size: int = positive(default=32)
     lr: float = positive(default=1e-3)
     weight_decay: float = non_negative(default=1e-5)
     max_epochs: int = positive(default=40)
     patience: int = positive(default=10)  # epochs without a better validation AUC before stopping
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """The initial word vectors (trainables.embeddings), built once per sweep; their size is train.embed_dim.
+
+    source: random (the model's own N(0, 1) initialisation), word2vec (skip-gram trained on the sweep's
+    corpus: the training split of every dataset in the grid, plus the train texts of `extra_corpus`),
+    a fastText `.vec` / `.vec.zip` file, or an http(s) URL of one (downloaded once into the sweep's storage).
+    window, min_count, epochs, seed: the word2vec settings, defaults from `Word2VecSettings`.
+    """
+
+    source: str = parsed(embedding_source, default="random")
+    window: int = positive(default=Word2VecSettings.window)
+    min_count: int = positive(default=Word2VecSettings.min_count)
+    epochs: int = positive(default=Word2VecSettings.epochs)
+    seed: int = field(default=Word2VecSettings.seed, metadata={"non_negative": True, "maximum": MAX_SEED})
+    extra_corpus: tuple[str, ...] = one_of(DATASETS, default=())  # unlabeled in-domain text for word2vec
+
+    def __post_init__(self) -> None:
+        if self.extra_corpus and self.source != "word2vec":
+            raise ConfigError(
+                f"embeddings.extra_corpus: only a word2vec source trains on text; source is {self.source!r}"
+            )
+
+    def word2vec(self) -> Word2VecSettings:
+        return Word2VecSettings(self.window, self.min_count, self.epochs, self.seed)
 
 
 @dataclass(frozen=True)
@@ -109,6 +149,7 @@ class CounterfactualSettings:
 TRIAL_SECTIONS: dict[str, type] = {
     "data": DataSettings,
     "train": TrainSettings,
+    "embeddings": EmbeddingSettings,
     "explain": ExplainSettings,
     "counterfactual": CounterfactualSettings,
 }
@@ -164,9 +205,16 @@ def check_value(where: str, value: Any, annotation: Any, meta: Mapping) -> Any:
         raise ConfigError(f"{where}: {value!r} must be > 0")
     if meta.get("non_negative") and value < 0:
         raise ConfigError(f"{where}: {value!r} must be >= 0")
+    if "maximum" in meta and value > meta["maximum"]:
+        raise ConfigError(f"{where}: {value!r} must be <= {meta['maximum']}")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}: unknown value {value!r}; allowed: {', '.join(choices)}")
+    if "parse" in meta:
+        try:
+            return meta["parse"](value)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
     return value
 
 

@@ -1,8 +1,9 @@
 """The Ray Tune trainable: one grid point trained, evaluated, explained and logged to MLflow.
 
-`run_trial(config, datasets)` is a plain function of the trial's config (the grid axes, the settings
-sections of `trainables.settings` and the MLflow `tracking` details) and the prepared datasets that the
-driver shares through Ray's object store.
+`run_trial(config, datasets, vectors, embedding_info)` is a plain function of the trial's config (the grid
+axes, the settings sections of `trainables.settings` and the MLflow `tracking` details) and what the driver
+prepared once for every trial and shares through Ray's object store: the datasets, and the initial word
+vectors with the info of their build (`trainables.embeddings.build_vectors`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import ray
 import torch
 from ray import tune
 
-from trainables.data import PreparedDataset, load_vectors
+from trainables.data import PreparedDataset
+from trainables.embeddings import WordVectors, embedding_matrix
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
 from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings
@@ -86,12 +88,26 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
+def token_counts(data: PreparedDataset) -> dict[str, int]:
+    """How often each vocabulary word occurs in the training split (`<unk>` for every word outside it)."""
+    counts = np.bincount(np.concatenate(data.splits["train"].tokens), minlength=len(data.vocab))
+    return {word: int(count) for word, count in zip(data.vocab, counts, strict=True) if count}
+
+
 def build_model(
-    config: dict[str, Any], train: TrainSettings, data: PreparedDataset, device: torch.device
-) -> AttentionClassifier:
-    vectors = (
-        load_vectors(train.vectors, data.vocab, train.embed_dim, config["seed"]) if train.vectors else None
-    )
+    config: dict[str, Any],
+    train: TrainSettings,
+    data: PreparedDataset,
+    vectors: WordVectors | None,
+    device: torch.device,
+) -> tuple[AttentionClassifier, dict[str, float]]:
+    """The model, its embedding initialised from `vectors` (None: the model's own random init), and the
+    share of the vocabulary ("vocab") and of the training tokens ("tokens") that got a vector."""
+    pretrained, coverage = None, {"vocab": 0.0, "tokens": 0.0}
+    if vectors is not None:
+        pretrained, coverage = embedding_matrix(
+            vectors, data.vocab, train.embed_dim, config["seed"], token_counts(data)
+        )
     model = AttentionClassifier(
         vocab_size=len(data.vocab),
         embed_dim=train.embed_dim,
@@ -99,9 +115,9 @@ def build_model(
         encoder=config["encoder"],
         attention=config["attention"],
         normalizer=config["normalizer"],
-        pretrained=vectors,
+        pretrained=pretrained,
     )
-    return model.to(device)
+    return model.to(device), coverage
 
 
 def restore_state() -> TrialState | None:
@@ -130,7 +146,11 @@ def report_epoch(metrics: dict[str, float], state: TrialState) -> None:
 
 
 def run_trial(
-    config: dict[str, Any], datasets: dict[str, PreparedDataset], hooks: TrialHooks | None = None
+    config: dict[str, Any],
+    datasets: dict[str, PreparedDataset],
+    vectors: WordVectors | None,
+    embedding_info: dict[str, Any],
+    hooks: TrialHooks | None = None,
 ) -> None:
     """Train with early stopping, evaluate on test, explain, and log everything to MLflow and Tune.
 
@@ -143,7 +163,7 @@ def run_trial(
         tune.report(run.logged_metrics())
         return
     try:
-        final = train_and_explain(config, datasets[config["dataset"]], run, hooks)
+        final = train_and_explain(config, datasets[config["dataset"]], vectors, embedding_info, run, hooks)
         run.log_metrics(final)
         run.finish("FINISHED")
     except Exception:
@@ -155,14 +175,26 @@ def run_trial(
 
 
 def train_and_explain(
-    config: dict[str, Any], data: PreparedDataset, run: TrialRun, hooks: TrialHooks
+    config: dict[str, Any],
+    data: PreparedDataset,
+    vectors: WordVectors | None,
+    embedding_info: dict[str, Any],
+    run: TrialRun,
+    hooks: TrialHooks,
 ) -> dict[str, float]:
     """The trial's work inside its MLflow run: returns the final metrics (artifacts are logged here)."""
     train = TrainSettings(**config["train"])
     seed_everything(config["seed"])
     device = choose_device()
-    run.set_tags({"device": device.type, "node_ip": ray.util.get_node_ip_address()})
-    model = build_model(config, train, data, device)
+    tags = {
+        "device": device.type,
+        "node_ip": ray.util.get_node_ip_address(),
+        "embeddings_cached": str(embedding_info["cached"]).lower(),  # loaded from the store, not trained
+    }
+    if embedding_info["key"] is not None:  # word2vec: the build's name in the store
+        tags["embeddings_key"] = embedding_info["key"]
+    run.set_tags(tags)
+    model, coverage = build_model(config, train, data, vectors, device)
     optimizer = make_optimizer(model, train.lr, train.weight_decay)
     state = restore_state()
     if state is None:
@@ -202,7 +234,12 @@ def train_and_explain(
         best_epoch=state.stopping.best_epoch,
         best_val_auc=state.stopping.best_auc,
         epochs_trained=state.epoch + 1,
-        **{"time/train_s": state.train_seconds},
+        **{
+            "embeddings/vocab_coverage": coverage["vocab"],
+            "embeddings/token_coverage": coverage["tokens"],
+            "time/embeddings_s": embedding_info["seconds"],
+            "time/train_s": state.train_seconds,
+        },
     )
     explain = ExplainSettings(**config["explain"])
     counterfactual = CounterfactualSettings(**config["counterfactual"])
