@@ -265,7 +265,7 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     datasets, corpus = prepare_data(config, data_dir)
     with ray_session(options, environment.set_up(uri)):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
-        del corpus
+        del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
 
         def make_tuner(trainable: Callable) -> tune.Tuner:
