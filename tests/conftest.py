@@ -6,16 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import sentiment_rows, write_csv
+from tests.helpers import write_sst_splits
 
 
 @pytest.fixture
 def sst_dir(tmp_path: Path) -> Path:
     """A `--data-dir` with a small learnable `sst2/{train,validation,test}.csv`."""
-    root = tmp_path / "data"
-    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
-        write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
-    return root
+    return write_sst_splits(tmp_path / "data")
 
 
 @pytest.fixture(scope="module")

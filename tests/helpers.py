@@ -33,6 +33,13 @@ def sentiment_rows(n: int, seed: int, min_len: int = 4, max_len: int = 14) -> li
     return rows
 
 
+def write_sst_splits(root: Path) -> Path:
+    """A `--data-dir` at `root` with a small learnable `sst2/{train,validation,test}.csv`; returns root."""
+    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
+        write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
+    return root
+
+
 def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] = ("text", "label")) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:

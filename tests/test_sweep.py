@@ -14,7 +14,7 @@ from analysis import analyze, load_instances
 from analysis.figures import agreement_figure, density_figure
 from sweep.config import ConfigError, load_config, load_preset, parse_config, with_overrides
 from sweep.runner import SweepOptions, run_sweep
-from tests.helpers import sentiment_rows, write_csv
+from tests.helpers import sentiment_rows, write_csv, write_sst_splits
 from trainables import registry
 from trainables.registry import ATTRIBUTION_METHODS
 
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
-        write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
-    return root
+    return write_sst_splits(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from sweep.config import SweepConfig, load_preset, parse_config
 from sweep.runner import SweepOptions, SweepResult, resume_sweep, run_sweep
-from tests.helpers import POSITIVE, fail_once_after_epoch_0, sentiment_rows, write_csv
+from tests.helpers import POSITIVE, fail_once_after_epoch_0, sentiment_rows, write_sst_splits
 from trainables.data import PreparedDataset, Split, tokenize
 from trainables.embeddings import WordVectors
 from trainables.settings import TrainSettings
@@ -24,10 +24,7 @@ SAME_METRICS = ("test/accuracy", "test/auc", "best_val_auc", "kendall/attn_grad/
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
-        write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
-    return root
+    return write_sst_splits(tmp_path_factory.mktemp("data"))
 
 
 def smoke_config(name: str, **sections: dict) -> SweepConfig:
