@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import sentiment_rows
+from tests.helpers import sentiment_rows
 from trainables import embeddings
 from trainables.embeddings import (
     EmbeddingError,
