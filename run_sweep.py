@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace an existing experiment of the same name"
     )
     parser.add_argument(
+        "--ray-output",
+        action="store_true",
+        help="also print Ray Tune's own status tables and per-trial result dumps",
+    )
+    parser.add_argument(
         "--no-analysis",
         action="store_true",
         help="skip writing tables and figures (python -m analysis) after the sweep",
@@ -119,14 +124,9 @@ def mlflow_ui_command(tracking_uri: str) -> str:
 
 
 def resume_command(name: str, args: argparse.Namespace) -> str:
-    """`python run_sweep.py --resume NAME` with the options that say where the sweep's files are."""
-    where = {
-        "--output-dir": args.output_dir,
-        "--tracking-uri": args.tracking_uri,
-        "--storage-path": args.storage_path,
-        "--data-dir": args.data_dir,
-        "--address": args.address,
-    }
+    """`python run_sweep.py --resume NAME` with the options that say where the sweep's saved state is and
+    which cluster ran it (the MLflow store and data folder are saved with the sweep)."""
+    where = {"--output-dir": args.output_dir, "--storage-path": args.storage_path, "--address": args.address}
     given = [f"{flag} {shlex.quote(str(value))}" for flag, value in where.items() if value is not None]
     return " ".join(["python run_sweep.py --resume", shlex.quote(name), *given])
 
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         address=args.address,
         overwrite=args.overwrite,
         shared_storage=args.shared_storage,
+        ray_output=args.ray_output,
     )
     try:
         if args.resume:

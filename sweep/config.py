@@ -9,6 +9,7 @@ the trial's settings sections (`trainables.settings`: data, train, embeddings, e
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from trainables.settings import (
     check_axis_value,
     non_negative,
     positive,
+    run_name,
 )
 
 __all__ = ["ConfigError", "Grid", "ResourceSettings", "SweepConfig", "load_config", "load_preset"]
@@ -86,6 +88,11 @@ class SweepConfig:
     def trial_settings(self) -> dict[str, dict[str, Any]]:
         """The trial's settings sections as plain dicts, the part of every trial's config outside the grid."""
         return {section: dataclasses.asdict(getattr(self, section)) for section in TRIAL_SECTIONS}
+
+    def trial_names(self) -> list[str]:
+        """The run name of every grid point: the trials of the sweep, started or not."""
+        axes = [getattr(self.grid, axis) for axis in AXES]
+        return sorted(run_name(dict(zip(AXES, point, strict=True))) for point in itertools.product(*axes))
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML-shaped dict that `parse_config` turns back into this config."""

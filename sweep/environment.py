@@ -6,7 +6,10 @@ MLflow part) before anything else, and the variables it returns go into the work
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sweep.tracking import is_file_store
 
@@ -34,3 +37,25 @@ def set_up(tracking_uri: str, *, ray: bool = True) -> dict[str, str]:
     for name, value in wanted.items():
         os.environ.setdefault(name, value)
     return {name: os.environ[name] for name in wanted}
+
+
+@contextmanager
+def quiet_tune(quiet: bool = True) -> Iterator[None]:
+    """Within the block, Ray Tune prints nothing of its own in the driver (no experiment banner, status
+    table or result-file log line): the sweep's progress lines say it. `quiet=False` changes nothing."""
+    if not quiet:
+        yield
+        return
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy reporter, which verbose=0 silences entirely
+    tune_logger = logging.getLogger("ray.tune.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        tune_logger.setLevel(level)
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved

@@ -9,6 +9,7 @@ and hand the trials to `fit`. The pieces live beside this module: `environment` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from sweep.tracking import (
     delete_runs,
     ensure_experiment,
     is_local_store,
+    mark_failed_runs,
     mark_stopped_runs,
     normalize_uri,
 )
@@ -57,6 +59,7 @@ class SweepOptions:
     address: str | None = None  # an existing Ray cluster; None starts a local one
     overwrite: bool = False
     shared_storage: bool | None = None  # storage_path is a mount all nodes share (NFS); see sweep.cluster
+    ray_output: bool = False  # Ray Tune's own status tables and result dumps beside the progress lines
 
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri:
@@ -193,7 +196,7 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
         del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
         make_tuner = start_experiment(config, options, experiment)
-        summary = fit(make_tuner, config, datasets, embeddings, experiment, hooks)
+        summary = fit(make_tuner, config, datasets, embeddings, experiment, hooks, options.ray_output)
     return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir, embeddings.info)
 
 
@@ -204,6 +207,8 @@ def start_experiment(
     `--resume`, and return what makes its tuner from the trainable."""
     from ray import tune
 
+    from sweep.progress import ProgressLines
+
     results_root = options.resolved_storage_path()
     if options.overwrite:
         storage.remove_folder(results_root, config.name)
@@ -213,7 +218,11 @@ def start_experiment(
             f"MLflow experiment {config.name!r} already has runs in {experiment.uri}; "
             "pass --overwrite to replace them or --name to pick another name"
         )
-    saved = {"config": config.to_dict(), "data_dir": str(options.data_dir) if options.data_dir else None}
+    saved = {
+        "config": config.to_dict(),
+        "data_dir": str(options.data_dir.resolve()) if options.data_dir else None,
+        "tracking_uri": experiment.uri,
+    }
     storage.write_text(f"{results_root}/{config.name}/{SWEEP_FILE}", json.dumps(saved, indent=2))
     tracking = {"uri": experiment.uri, "experiment_id": experiment.experiment_id, "sweep": config.name}
     param_space = {
@@ -221,6 +230,11 @@ def start_experiment(
         **config.trial_settings(),
         "tracking": tracking,
     }
+
+    trials = len(config.trial_names())
+    progress = ProgressLines(
+        trials, config.resources.max_concurrent, config.train.max_epochs, config.train.patience
+    )
 
     def make_tuner(trainable: Callable) -> tune.Tuner:
         return tune.Tuner(
@@ -237,7 +251,8 @@ def start_experiment(
                 # two: after a SIGKILL the saved experiment state can point at the previous checkpoint
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
-                verbose=1,
+                callbacks=[progress],
+                verbose=2 if options.ray_output else 0,  # 0: see environment.quiet_tune
             ),
         )
 
@@ -259,10 +274,10 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
         raise ConfigError(f"no experiment {name!r} to resume at {experiment_dir}; start it without --resume")
     saved = json.loads(saved_text)
     config = parse_config(saved["config"], sweep_file)
-    data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
+    options = remembered_options(options, saved, name)
     uri = options.resolved_tracking_uri()
     check_reachable(uri)
-    datasets, corpus = prepare_data(config, data_dir)
+    datasets, corpus = prepare_data(config, options.data_dir)
     with ray_session(options, environment.set_up(uri)):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
         del corpus  # large, and the trials need only the vectors
@@ -271,8 +286,31 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
         def make_tuner(trainable: Callable) -> tune.Tuner:
             return tune.Tuner.restore(experiment_dir, trainable, resume_errored=True)
 
-        summary = fit(make_tuner, config, datasets, embeddings, experiment)
+        summary = fit(make_tuner, config, datasets, embeddings, experiment, ray_output=options.ray_output)
     return SweepResult(config.name, summary, experiment.experiment_id, uri, experiment_dir, embeddings.info)
+
+
+def remembered_options(options: SweepOptions, saved: dict[str, Any], name: str) -> SweepOptions:
+    """`options` with the MLflow store and data folder the sweep started with (saved in its SWEEP_FILE);
+    a different one given on the command line is refused, since the sweep's runs and data live there."""
+    remembered = {"tracking_uri": saved.get("tracking_uri"), "data_dir": saved.get("data_dir")}
+    given = {
+        "tracking_uri": options.resolved_tracking_uri() if options.tracking_uri else None,
+        "data_dir": str(options.data_dir.resolve()) if options.data_dir else None,
+    }
+    for key, value in given.items():
+        if value is not None and remembered[key] is not None and value != remembered[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the {remembered[key]} that sweep {name!r} started with; "
+                f"drop {flag} to resume it there"
+            )
+    data_dir = remembered["data_dir"] or given["data_dir"]
+    return dataclasses.replace(
+        options,
+        tracking_uri=remembered["tracking_uri"] or options.tracking_uri,
+        data_dir=Path(data_dir) if data_dir else None,
+    )
 
 
 def runtime_env(variables: dict[str, str]) -> dict:
@@ -307,9 +345,14 @@ def fit(
     embeddings: Embeddings,
     experiment: Experiment,
     hooks: TrialHooks | None = None,
+    ray_output: bool = False,
 ) -> pd.DataFrame:
-    """Run the tuner in the connected Ray instance and summarise its trials; afterwards, runs of stopped
-    trials are marked KILLED. The datasets and word vectors reach the trials through Ray's object store."""
+    """Run the tuner in the connected Ray instance and summarise every trial of the grid. The datasets and
+    word vectors reach the trials through Ray's object store.
+
+    Afterwards the runs of trials whose worker died (killed for memory, say) are marked FAILED with Ray's
+    error, and those of trials stopped before the end (Ctrl-C) KILLED; a resume sets them RUNNING again.
+    """
     from ray import tune
 
     from trainables.trial import run_trial
@@ -320,7 +363,10 @@ def fit(
         if hooks is not None:
             parameters["hooks"] = hooks
         trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
-        grid = make_tuner(trainable).fit()
+        with environment.quiet_tune(not ray_output):
+            grid = make_tuner(trainable).fit()
+        errors = {run_name(result.config): str(result.error) for result in grid if result.error is not None}
+        mark_failed_runs(experiment.client, experiment.experiment_id, errors)
     finally:
         mark_stopped_runs(experiment.client, experiment.experiment_id)
-    return summarize(grid)
+    return summarize(grid, config.trial_names())

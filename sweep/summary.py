@@ -1,6 +1,8 @@
-"""The table a sweep prints at the end: one row per trial with its status and a few final metrics."""
+"""The table a sweep prints at the end: one row per trial of the grid with its status and final metrics."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -10,27 +12,35 @@ SUMMARY_COLUMNS = ["trial", "status", "epochs_trained", "test_accuracy", "test_a
 STATUSES = ("FINISHED", "FAILED", "UNFINISHED")
 
 
-def summarize(grid) -> pd.DataFrame:
-    """One row per trial of a Ray Tune `ResultGrid`: name, status, a few final metrics, the error if any."""
-    rows = []
-    for result in grid:
+def summarize(results: Iterable, trial_names: list[str]) -> pd.DataFrame:
+    """One row per trial of the grid (`trial_names`) from a Ray Tune `ResultGrid` (any iterable of its
+    results): name, status, epochs trained, test metrics, the error if any. A trial the tuner never
+    started (the sweep was stopped first) is UNFINISHED with 0 epochs."""
+    not_started = {"status": "UNFINISHED", "epochs_trained": 0, "error": ""}
+    rows = {name: {"trial": name, **not_started} for name in trial_names}
+    for result in results:
         metrics = result.metrics or {}
         config = result.config or metrics.get("config", {})
         if "test/accuracy" in metrics and result.error is None:
             status = "FINISHED"
         else:
             status = "FAILED" if result.error is not None else "UNFINISHED"  # stopped, e.g. by Ctrl-C
-        rows.append(
-            {
-                "trial": run_name(config),
-                "status": status,
-                "epochs_trained": metrics.get("epochs_trained"),
-                "test_accuracy": metrics.get("test/accuracy"),
-                "test_auc": metrics.get("test/auc"),
-                "error": "" if result.error is None else str(result.error).strip().splitlines()[-1][:120],
-            }
-        )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values("trial", ignore_index=True)
+        epochs = metrics.get("epochs_trained", metrics["epoch"] + 1 if "epoch" in metrics else 0)
+        rows[run_name(config)] = {
+            "trial": run_name(config),
+            "status": status,
+            "epochs_trained": int(epochs),
+            "test_accuracy": metrics.get("test/accuracy"),
+            "test_auc": metrics.get("test/auc"),
+            "error": "" if result.error is None else error_line(result.error),
+        }
+    return pd.DataFrame(list(rows.values()), columns=SUMMARY_COLUMNS).sort_values("trial", ignore_index=True)
+
+
+def error_line(error: BaseException) -> str:
+    """The last non-empty line of an error's text (a Ray error ends with its cause), at most 160 chars."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:160]
 
 
 def tally(summary: pd.DataFrame) -> str:

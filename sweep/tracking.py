@@ -109,3 +109,14 @@ def mark_stopped_runs(client: MlflowClient, experiment_id: str) -> None:
     sets them RUNNING again)."""
     for run in all_runs(client, experiment_id, "attributes.status = 'RUNNING'"):
         client.set_terminated(run.info.run_id, status="KILLED")
+
+
+def mark_failed_runs(client: MlflowClient, experiment_id: str, errors: dict[str, str]) -> None:
+    """Runs of failed trials (by run name -> error text) still RUNNING: their worker died before the trial
+    could record its failure (killed for memory, or by a signal). Mark them FAILED, the error as their
+    `traceback.txt`, so a dead worker is not mistaken for a Ctrl-C."""
+    for run in all_runs(client, experiment_id, "attributes.status = 'RUNNING'"):
+        error = errors.get(run.info.run_name)
+        if error is not None:
+            client.log_text(run.info.run_id, error, "traceback.txt")
+            client.set_terminated(run.info.run_id, status="FAILED")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +31,13 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def smoke(ray_cluster, data_dir, tmp_path_factory):
-    """The smoke preset run once; tests below read its MLflow store."""
+    """The smoke preset run once, and what it printed; tests below read its MLflow store."""
     out = tmp_path_factory.mktemp("out")
     options = SweepOptions(data_dir=data_dir, output_dir=out)
-    result = run_sweep(load_preset("smoke"), options)
-    return result, options
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_sweep(load_preset("smoke"), options)
+    return result, options, printed.getvalue()
 
 
 def documented_metrics() -> set[str]:
@@ -66,7 +71,7 @@ def documented_metrics() -> set[str]:
 
 
 def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
-    result, _ = smoke
+    result, _, _ = smoke
     assert result.failed == 0 and list(result.summary["status"]) == ["FINISHED", "FINISHED"]
     client = MlflowClient(result.tracking_uri)
     runs = client.search_runs([result.experiment_id])
@@ -98,8 +103,25 @@ def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
         assert {"model.pt", "instances.parquet", "tokens.parquet"} <= artifacts
 
 
+def test_a_sweep_prints_one_line_per_trial_per_epoch_and_none_of_ray_tunes_tables(smoke):
+    *_, printed = smoke
+    lines = printed.splitlines()
+    assert lines[0].startswith("2 trials, at most 2 at a time; a line per trial per epoch")
+    epoch_line = re.compile(
+        r"\[ *\d+(m\d\ds)?s?\] (?P<trial>\S+) epoch (?P<epoch>\d)/≤2 loss \d\.\d{3} val AUC \d\.\d{3} "
+        r"no gain [0-2]/2 \| [0-2]/2 done, (~\d+(m\d\d)?s left|time left not known yet)$"
+    )
+    epochs = sorted((m["trial"], m["epoch"]) for m in map(epoch_line.match, lines) if m)
+    trials = ["sst2-lstm-tanh-softmax-s1", "sst2-lstm-tanh-sparsemax-s1"]
+    assert epochs == [(trial, epoch) for trial in trials for epoch in "12"]
+    finished = [line for line in lines if " finished in " in line]
+    assert len(finished) == 2 and all(", 2 epochs, test accuracy 0." in line for line in finished)
+    assert finished[-1].endswith("| 2/2 done, ~0s left")
+    assert len(lines) == 7, printed  # the header, 4 epochs, 2 trials finished: no table or config dump
+
+
 def test_the_same_config_and_seed_give_the_same_metrics(smoke, data_dir, tmp_path):
-    result, options = smoke
+    result, options, _ = smoke
     config = load_preset("smoke")
     config = dataclasses.replace(config, grid=dataclasses.replace(config.grid, normalizer=("sparsemax",)))
     config = with_overrides(config, name="smoke-again")
@@ -114,7 +136,7 @@ def test_the_same_config_and_seed_give_the_same_metrics(smoke, data_dir, tmp_pat
 
 
 def test_an_existing_experiment_is_not_silently_overwritten(smoke):
-    _, options = smoke
+    _, options, _ = smoke
     with pytest.raises(
         ConfigError,
         match="experiment .smoke. already exists at .*; pass --resume smoke to continue it or --overwrite",

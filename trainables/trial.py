@@ -158,6 +158,7 @@ def run_trial(
     FAILED with `traceback.txt` before Ray retries or gives up on the trial.
     """
     hooks = hooks or TrialHooks()
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
     run = TrialRun(config["tracking"], config, trial_id=tune.get_context().get_trial_id())
     if run.finished:  # done before a crash: report what it logged, log nothing twice
         tune.report(run.logged_metrics())
@@ -222,7 +223,7 @@ def train_and_explain(
             metrics["alpha"] = model.normalizer.alpha
         if epoch not in logged_epochs:
             run.log_metrics(metrics, step=epoch)
-        report_epoch(metrics, state)
+        report_epoch({**metrics, "epochs_without_gain": state.stopping.epochs_without_gain}, state)
         if hooks.after_epoch:
             hooks.after_epoch(config, epoch, run.resumed)
 
