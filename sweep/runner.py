@@ -365,7 +365,11 @@ def fit(
         trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
         with environment.quiet_tune(not ray_output):
             grid = make_tuner(trainable).fit()
-        errors = {run_name(result.config): str(result.error) for result in grid if result.error is not None}
+        errors = {
+            run_name(result.config): f"{type(result.error).__name__}: {result.error}"
+            for result in grid
+            if result.error is not None
+        }
         mark_failed_runs(experiment.client, experiment.experiment_id, errors)
     finally:
         mark_stopped_runs(experiment.client, experiment.experiment_id)

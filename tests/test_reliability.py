@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from sweep.config import load_config
 from sweep.runner import SweepOptions
 from sweep.runner import run_sweep as start_sweep_in_process
 from sweep.summary import tally
-from tests.helpers import fail_once_after_epoch_0, fail_sparsemax_trial, write_csv
+from tests.helpers import fail_once_after_epoch_0, kill_sparsemax_worker, write_csv
 from trainables.trial import TrialHooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,29 +168,29 @@ def smoke_yaml(tmp_path: Path, name: str, **sections) -> str:
     return str(path)
 
 
-def runs_by_name(out: Path, experiment: str) -> dict:
-    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+def runs_by_name(out: Path, experiment: str, store: Path | None = None) -> dict:
+    client = MlflowClient(f"sqlite:///{store or out / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
     names = [r.info.run_name for r in runs]
     assert len(names) == len(set(names)), f"duplicate runs: {names}"
     return {r.info.run_name: r for r in runs}
 
 
-def loss_steps(out: Path, run) -> list[int]:
-    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+def loss_steps(out: Path, run, store: Path | None = None) -> list[int]:
+    client = MlflowClient(f"sqlite:///{store or out / 'mlflow.db'}")
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
 
 
 @pytest.mark.ray
-def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(ray_cluster, sst_dir, tmp_path):
+def test_failed_trials_are_retried_then_recorded_and_the_others_finish(ray_cluster, sst_dir, tmp_path):
+    """One trial raises once after epoch 0 and recovers; the other's worker process is killed (as Ray's
+    memory monitor kills it) every time it starts: its run must end FAILED with Ray's reason, not KILLED."""
     config = load_config(smoke_yaml(tmp_path, "faulty", resources={"max_failures": 1}))
-    hooks = TrialHooks(before_training=fail_sparsemax_trial, after_epoch=fail_once_after_epoch_0)
+    hooks = TrialHooks(before_training=kill_sparsemax_worker, after_epoch=fail_once_after_epoch_0)
     out = tmp_path / "out"
     result = start_sweep_in_process(config, SweepOptions(data_dir=sst_dir, output_dir=out), hooks=hooks)
     assert tally(result.summary) == "2 trials: 1 finished, 1 failed, 0 unfinished"
-    assert (
-        "failed on purpose" in result.summary.set_index("trial").loc["sst2-lstm-tanh-sparsemax-s1", "error"]
-    )
+    assert "died" in result.summary.set_index("trial").loc["sst2-lstm-tanh-sparsemax-s1", "error"]
     runs = runs_by_name(out, "faulty")
     recovered, failed = runs["sst2-lstm-tanh-softmax-s1"], runs["sst2-lstm-tanh-sparsemax-s1"]
     assert recovered.info.status == "FINISHED" and "test/auc" in recovered.data.metrics
@@ -200,8 +201,10 @@ def test_a_failing_trial_is_retried_then_recorded_and_the_others_finish(ray_clus
     assert failed.info.status == "FAILED"
     assert not any(name.startswith("faults") for name in recovered.data.params)  # hooks are not settings
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    traceback = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path))
-    assert "RuntimeError: trial sst2-lstm-tanh-sparsemax-s1 failed on purpose" in Path(traceback).read_text()
+    reason = client.download_artifacts(failed.info.run_id, "traceback.txt", str(tmp_path / "failed"))
+    assert "ActorDiedError" in Path(reason).read_text()  # Ray's error for a worker that died
+    first_failure = client.download_artifacts(recovered.info.run_id, "traceback.txt", str(tmp_path))
+    assert "RuntimeError: trial failed on purpose after epoch 0" in Path(first_failure).read_text()
 
 
 @pytest.mark.ray
@@ -222,11 +225,11 @@ def test_eight_trials_logging_at_once_lose_no_metric(ray_cluster, sst_dir, tmp_p
     assert all(r.info.status == "FINISHED" and loss_steps(out, r) == [0, 1] for r in runs.values())
 
 
-def start_sweep(argv: list[str], ray_tmp: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1"}
+def start_sweep(argv: list[str], ray_tmp: Path, cwd: Path = ROOT) -> subprocess.Popen:
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "run_sweep.py"), *argv],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -253,7 +256,10 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 @pytest.mark.ray
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_signal, sst_dir, tmp_path):
+    """Started from `tmp_path` with a relative data folder and its own MLflow store, then resumed from
+    elsewhere with only `--resume NAME --output-dir`: the sweep remembers both."""
     out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_{stop_signal.name}"
+    store = tmp_path / "store" / "elsewhere.db"
     config = smoke_yaml(
         tmp_path,
         "interrupted",
@@ -261,9 +267,19 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
         data={"max_examples": 240},
         resources={"max_concurrent": 1},
     )
-    argv = ["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)]
+    assert sst_dir == tmp_path / "data"
+    argv = [
+        "--config",
+        config,
+        "--data-dir",
+        "data",
+        "--output-dir",
+        str(out),
+        "--tracking-uri",
+        f"sqlite:///{store}",
+    ]
     trials = out / "ray_results" / "interrupted"
-    driver = start_sweep(argv, ray_tmp)
+    driver = start_sweep(argv, ray_tmp, cwd=tmp_path)
 
     def second_trial_is_past_epoch_1() -> bool:
         assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
@@ -273,7 +289,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
 
     try:
         wait_for(second_trial_is_past_epoch_1, 240, "the second trial's third checkpoint")
-        finished_before = runs_by_name(out, "interrupted")["sst2-lstm-tanh-softmax-s1"]
+        finished_before = runs_by_name(out, "interrupted", store)["sst2-lstm-tanh-softmax-s1"]
         assert finished_before.info.status == "FINISHED"
         os.killpg(driver.pid, stop_signal)
         driver.wait(timeout=120)
@@ -282,22 +298,29 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
             os.killpg(driver.pid, signal.SIGKILL)
         kill_ray_under(ray_tmp)
     if stop_signal == signal.SIGINT:
-        assert runs_by_name(out, "interrupted")["sst2-lstm-tanh-sparsemax-s1"].info.status == "KILLED"
+        assert runs_by_name(out, "interrupted", store)["sst2-lstm-tanh-sparsemax-s1"].info.status == "KILLED"
         printed = driver.stdout.read().decode()
-        assert (
-            f"Continue the unfinished trials: python run_sweep.py --resume interrupted --output-dir {out}"
-            in printed
-        )
+        assert "Sweep 'interrupted': 2 trials: 1 finished, 0 failed, 1 unfinished" in printed
+        stopped = re.search(r"sst2-lstm-tanh-sparsemax-s1 +UNFINISHED +(\d+)", printed)
+        assert stopped and int(stopped[1]) >= 3, printed  # past its third checkpoint
+        resume = f"python run_sweep.py --resume interrupted --output-dir {out}\n"  # store and data: saved
+        assert f"Continue the unfinished trials: {resume}" in printed
 
+    other_store = f"sqlite:///{tmp_path / 'other.db'}"
+    with pytest.raises(SystemExit, match="2"):
+        run_sweep.main(["--resume", "interrupted", "--output-dir", str(out), "--tracking-uri", other_store])
     resumed = start_sweep(["--resume", "interrupted", "--output-dir", str(out)], ray_tmp)
     try:
         output = resumed.communicate(timeout=300)[0].decode()
     finally:
         kill_ray_under(ray_tmp)
     assert resumed.returncode == 0, output[-3000:]
-    runs = runs_by_name(out, "interrupted")
+    assert not (out / "mlflow.db").exists() and not (tmp_path / "other.db").exists()
+    runs = runs_by_name(out, "interrupted", store)
     assert set(runs) == {"sst2-lstm-tanh-softmax-s1", "sst2-lstm-tanh-sparsemax-s1"}
-    assert all(r.info.status == "FINISHED" and loss_steps(out, r) == list(range(30)) for r in runs.values())
+    assert all(
+        r.info.status == "FINISHED" and loss_steps(out, r, store) == list(range(30)) for r in runs.values()
+    )
     finished_after = runs["sst2-lstm-tanh-softmax-s1"]
     assert finished_after.info.end_time == finished_before.info.end_time  # not retrained
     assert finished_after.data.metrics == finished_before.data.metrics
