@@ -77,6 +77,16 @@ def test_max_tokens_overrides_the_length_filter(tmp_path):
     assert prepared.dropped["train_too_long"] > 0
 
 
+def test_every_dataset_has_a_token_cap_and_a_huge_document_is_dropped_and_counted(sst_dir):
+    assert all(spec.max_tokens > 0 for spec in data.DATASET_SPECS.values())
+    rows = sentiment_rows(40, 0)
+    rows[3] = (" ".join(["good"] * 200_000), 1)  # 1 MB, 200k tokens: LOO would need a 200k x 200k batch
+    write_csv(sst_dir / "sst2" / "train.csv", rows)
+    prepared = prepare("sst2", sst_dir)
+    assert prepared.dropped["train_too_long"] == 1 and len(prepared.splits["train"]) == 39
+    assert max(prepared.splits["train"].lengths) <= data.DATASET_SPECS["sst2"].max_tokens
+
+
 def documents(tokens: list[list[str]]) -> set[tuple[str, ...]]:
     return {tuple(t) for t in tokens}
 
