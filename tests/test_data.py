@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 
 import numpy as np
@@ -170,6 +171,60 @@ def test_bad_data_gives_one_line_errors(sst_dir, mutate, fragment):
     with pytest.raises(DataError) as error:
         prepare("sst2", sst_dir)
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+# Split files that `datasets` cannot read cleanly: (bytes, the expected end of the one-line error).
+BROKEN_CSVS = {
+    "0-byte file": (b"", "the file is empty; expected a text,label header and data rows"),
+    "random bytes": (np.random.default_rng(0).bytes(4096), "line 1 has a byte that is not UTF-8 (0x"),
+    "latin-1 text": (
+        "text,label\ngood film,1\ncafé crème,0\n".encode("latin-1"),
+        "line 3 has a byte that is not UTF-8 (0xe9); save it as UTF-8",
+    ),
+    "row with an extra field": (b"text,label\na b,1\nc,d,0\n", "line 3 has 3 fields, the header has 2"),
+    "row with a missing field": (b"text,label\na b,1\nc d\n", "line 3 has 1 field, the header has 2"),
+    "ragged row after a two-line text": (
+        b'text,label\n"a\nb",1\nc,d,0\n',
+        "line 4 has 3 fields, the header has 2",
+    ),
+    "missing header column": (
+        b"sentence,label\na b,1\n",
+        "lacks column(s) text; found: sentence, label; required: text,label",
+    ),
+    "non-integer label": (b"text,label\na b,1\nc d,pos\n", "line 3 has label 'pos'; labels must be integers"),
+    "header only": (b"text,label\n", "no data rows under the header"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CSVS)
+def test_a_broken_csv_is_one_line_naming_file_and_line_and_caches_and_prints_nothing(
+    case, sst_dir, tmp_path, monkeypatch, capfd
+):
+    import datasets
+
+    cache = tmp_path / "hf-cache"  # datasets reads HF_DATASETS_CACHE once, at import, into this setting
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    content, fragment = BROKEN_CSVS[case]
+    path = sst_dir / "sst2" / "test.csv"  # the last split: the good train and validation files are not loaded
+    path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        data.load_raw("sst2", sst_dir)
+    message = str(error.value)
+    assert message.startswith(f"cannot read {str(path)!r}: {fragment}") and "\n" not in message
+    assert capfd.readouterr() == ("", "")
+    assert not any(cache.rglob("*"))
+
+
+def test_csv_check_accepts_what_pandas_reads(tmp_path):
+    path = tmp_path / "sst2" / "train.csv"
+    path.parent.mkdir()
+    rows = (
+        b'text,label\r\n"a ""quoted""\r\ntext, with a comma",1\r\n\r\nb, -0 \r\n' + b"x" * 200_000 + b",0\r\n"
+    )
+    path.write_bytes(codecs.BOM_UTF8 + rows)  # a byte order mark, CRLF, blank lines, a 200k-character field
+    data.check_csv(path)
+    table = data._read_csv(path)
+    assert table.column_names == ["text", "label"] and table["label"] == [1, 0, 0]
 
 
 def test_missing_data_dir_and_unknown_dataset(tmp_path):

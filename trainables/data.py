@@ -8,6 +8,9 @@ keeps the word tokens of the training split for the word2vec corpus, with `unlab
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -161,6 +164,8 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
                 raise DataError(
                     f"missing split file {str(path)!r}; expected {split}.csv with columns text,label"
                 )
+        for path in files.values():  # all of them before any is loaded: a rejected dataset caches nothing
+            check_csv(path)
         loaded = {split: _read_csv(path) for split, path in files.items()}
         source = str(folder)
     else:
@@ -198,7 +203,8 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
 
 
 def _read_csv(path: Path):
-    """One split file as a `datasets.Dataset` (read alone, so each file is checked on its own)."""
+    """One split file, checked by `check_csv`, as a `datasets.Dataset` (read alone, so each file's errors
+    name it)."""
     import datasets
 
     try:
@@ -207,6 +213,68 @@ def _read_csv(path: Path):
         raise DataError(
             f"cannot read {str(path)!r} as CSV: {str(error).strip().splitlines()[0][:200]}"
         ) from None
+
+
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def check_csv(path: Path) -> None:
+    """Refuse, in one line naming the file and line, a split file that is not UTF-8 CSV with a `text,label`
+    header, as many fields in every row as in the header, integer labels and at least one row.
+
+    `datasets.load_dataset` reports these vaguely, logs extra lines and leaves Arrow files in its cache,
+    so they are checked first, with Python's csv reader (which splits rows and fields as pandas does).
+    """
+    where = f"cannot read {str(path)!r}"
+    text = _utf8_text(path, where)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a whole document can be one field
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] = []
+    label = rows = end = 0  # the label's column, the data rows so far, the last line of the previous row
+    try:
+        for row in reader:
+            line, end = end + 1, reader.line_num
+            if not row:  # a blank line, which pandas skips too
+                continue
+            if not header:
+                header, label = row, _label_column(row, where)
+            elif len(row) != len(header):
+                fields = f"{len(row)} field{'s' * (len(row) != 1)}"
+                raise DataError(f"{where}: line {line} has {fields}, the header has {len(header)}")
+            elif not _INTEGER.fullmatch(row[label]):
+                raise DataError(f"{where}: line {line} has label {row[label]!r}; labels must be integers")
+            else:
+                rows += 1
+    except csv.Error as error:
+        raise DataError(f"{where}: line {reader.line_num}: {error}") from None
+    if not header:
+        raise DataError(f"{where}: the file is empty; expected a text,label header and data rows")
+    if rows == 0:
+        raise DataError(f"{where}: no data rows under the header")
+
+
+def _utf8_text(path: Path, where: str) -> str:
+    """The file's text (a UTF-8 byte order mark skipped, as pandas does), or a DataError naming the line
+    of the first byte that is not UTF-8."""
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{where}: line {line} has a byte that is not UTF-8 (0x{raw[error.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def _label_column(header: list[str], where: str) -> int:
+    """The position of the `label` column in a CSV header that must name `text` and `label`."""
+    missing = {"text", "label"} - set(header)
+    if missing:
+        raise DataError(
+            f"{where}: lacks column(s) {', '.join(sorted(missing))}; found: {', '.join(header)}; "
+            "required: text,label"
+        )
+    return header.index("label")
 
 
 def prepare(
