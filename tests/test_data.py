@@ -164,6 +164,14 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
             "has label(s) [3]; allowed",
         ),
         (lambda root: write_csv(root / "sst2" / "test.csv", [("!!", 1), ("", 0)]), "split 'test' is empty"),
+        (
+            lambda root: write_csv(root / "sst2" / "validation.csv", [("a b", 1), ("c d", 1), ("!!", 0)]),
+            "'sst2' split 'validation' has only class 1 after filtering; both classes 0 and 1 are needed",
+        ),
+        (
+            lambda root: write_csv(root / "sst2" / "train.csv", [("a b", 0), ("c d", 0), ("x " * 101, 1)]),
+            "split 'train' has only class 0 after filtering",
+        ),
     ],
 )
 def test_bad_data_gives_one_line_errors(sst_dir, mutate, fragment):

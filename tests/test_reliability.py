@@ -119,6 +119,12 @@ BAD_INPUTS = {
         ),
         "split 'validation' is empty after filtering",
     ),
+    "validation split of one class": (
+        lambda t, d: (
+            bad_data(d, "validation", [("a b", 1), ("c d", 1)]) or ["--preset", "smoke", "--data-dir", str(d)]
+        ),
+        "split 'validation' has only class 1 after filtering; both classes 0 and 1 are needed",
+    ),
     "0-byte csv": (lambda t, d: bad_file(d, "train", b""), "train.csv': the file is empty"),
     "csv of random bytes": (
         lambda t, d: bad_file(d, "train", bytes(range(128, 256))),

@@ -326,9 +326,21 @@ def tokenize_dataset(
                 chosen = np.sort(rng.permutation(len(labels))[:max_examples])
                 token_splits[split] = _take(tokens, labels, chosen)
     for split in SPLITS:
-        if len(token_splits[split][1]) == 0:
-            raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
+        _check_classes(name, split, token_splits[split][1])
     return TokenizedDataset(name, token_splits, dropped)
+
+
+def _check_classes(name: str, split: str, labels: np.ndarray) -> None:
+    """Refuse a split that is empty or holds one class: training needs both, and so does the validation
+    and test ROC-AUC (undefined with one class, it would fail the trial after training)."""
+    if len(labels) == 0:
+        raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
+    classes = set(labels.tolist())
+    if classes != {0, 1}:
+        raise DataError(
+            f"dataset {name!r} split {split!r} has only class {classes.pop()} after filtering; "
+            "both classes 0 and 1 are needed (training and ROC-AUC)"
+        )
 
 
 def index_dataset(dataset: TokenizedDataset) -> PreparedDataset:
