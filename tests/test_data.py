@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -136,19 +137,41 @@ def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch
     monkeypatch.setitem(
         data.DATASET_SPECS, "sst2", dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id=str(repo))
     )
+    probes = []
+    monkeypatch.setattr(data, "_probe_hub", probes.append)
     prepared = prepare("sst2", data_dir=None)
-    assert len(prepared.splits["test"]) == 30
+    assert len(prepared.splits["test"]) == 30 and probes == []  # load_dataset reads a local path itself
 
 
-def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_unreachable_hub_fails_at_once_in_one_line(monkeypatch, capfd):
+    """Without the probe, load_dataset retries for about 30 s and logs a line per retry."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # port 9 (discard): nothing listens
+    started = time.perf_counter()
+    with pytest.raises(DataError, match=r"Hub \(SetFit/sst2\): no answer \(ConnectError\); pass --data-dir"):
+        data.load_raw("sst2", None)
+    assert time.perf_counter() - started < 20
+    assert capfd.readouterr() == ("", "")
+
+
+def test_offline_mode_skips_the_probe_and_says_how_to_use_local_files(monkeypatch, capfd):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # what HF_DATASETS_OFFLINE=1 sets at import
     monkeypatch.setitem(
         data.DATASET_SPECS,
         "sst2",
         dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id="no-such-org/no-such-dataset"),
     )
+    probes = []
+    monkeypatch.setattr(data, "_probe_hub", probes.append)
     with pytest.raises(DataError, match=r"Hugging Face Hub \(no-such-org/no-such-dataset\).*pass --data-dir"):
         data.load_raw("sst2", None)
+    assert probes == []
+    assert capfd.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize(

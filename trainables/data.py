@@ -155,28 +155,9 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     if data_dir is not None:
-        folder = Path(data_dir) / name
-        if not Path(data_dir).is_dir():
-            raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
-        files = {split: folder / f"{split}.csv" for split in spec.hub_splits}
-        for split, path in files.items():
-            if not path.is_file():
-                raise DataError(
-                    f"missing split file {str(path)!r}; expected {split}.csv with columns text,label"
-                )
-        for path in files.values():  # all of them before any is loaded: a rejected dataset caches nothing
-            check_csv(path)
-        loaded = {split: _read_csv(path) for split, path in files.items()}
-        source = str(folder)
+        loaded, source = _load_local(name, spec, Path(data_dir)), str(Path(data_dir) / name)
     else:
-        try:
-            loaded = datasets.load_dataset(spec.hub_id)
-        except Exception as error:  # the Hub client raises many types; all mean "not available here"
-            raise DataError(
-                f"could not load {name!r} from the Hugging Face Hub ({spec.hub_id}): {type(error).__name__}; "
-                f"pass --data-dir DIR with {name}/{{{','.join(spec.hub_splits)}}}.csv files instead"
-            ) from error
-        source = spec.hub_id
+        loaded, source = _load_hub(name, spec), spec.hub_id
     raw = {}
     for split in spec.hub_splits:
         if split not in loaded:
@@ -200,6 +181,57 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
         )
         raw[split] = (texts, mapped.astype(np.int64))
     return raw
+
+
+def _load_local(name: str, spec: DatasetSpec, data_dir: Path) -> dict:
+    """The split files `<data_dir>/<name>/<split>.csv` as `datasets.Dataset`s, every file checked first."""
+    if not data_dir.is_dir():
+        raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
+    files = {split: data_dir / name / f"{split}.csv" for split in spec.hub_splits}
+    for split, path in files.items():
+        if not path.is_file():
+            raise DataError(f"missing split file {str(path)!r}; expected {split}.csv with columns text,label")
+    for path in files.values():  # all of them before any is loaded: a rejected dataset caches nothing
+        check_csv(path)
+    return {split: _read_csv(path) for split, path in files.items()}
+
+
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def _load_hub(name: str, spec: DatasetSpec):
+    """The dataset's Hub copy (`datasets.load_dataset`), once one quick request shows the Hub answers.
+
+    Without the probe an unreachable Hub costs about 30 s of retries, each logged. It is skipped in
+    offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: the datasets cache is used) and when `hub_id` is a
+    local path, which `load_dataset` reads without the Hub.
+    """
+    import datasets
+
+    failed = f"could not load {name!r} from the Hugging Face Hub ({spec.hub_id})"
+    local = f"pass --data-dir DIR with {name}/{{{','.join(spec.hub_splits)}}}.csv files instead"
+    if not (datasets.config.HF_HUB_OFFLINE or Path(spec.hub_id).exists()):
+        try:
+            _probe_hub(spec.hub_id)
+        except Exception as error:  # httpx transport errors: no DNS, refused, timed out, proxy failure
+            raise DataError(
+                f"{failed}: no answer ({type(error).__name__}); {local}, "
+                "or set HF_DATASETS_OFFLINE=1 to use the datasets cache"
+            ) from None
+    try:
+        return datasets.load_dataset(spec.hub_id)
+    except Exception as error:  # the Hub client raises many types; all mean "not available here"
+        raise DataError(f"{failed}: {type(error).__name__}; {local}") from error
+
+
+def _probe_hub(hub_id: str) -> None:
+    """One request for the dataset's Hub page, no retries: raises if the Hub does not answer within
+    `HUB_PROBE_TIMEOUT_S` (any HTTP status, 404 included, is an answer). Uses the Hub client's own session
+    and endpoint, so HF_ENDPOINT and proxy settings apply as they do to `load_dataset`."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    get_session().head(f"{constants.ENDPOINT}/api/datasets/{hub_id}", timeout=HUB_PROBE_TIMEOUT_S)
 
 
 def _read_csv(path: Path):
