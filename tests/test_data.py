@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +79,16 @@ def test_max_tokens_overrides_the_length_filter(tmp_path):
     assert prepared.dropped["train_too_long"] > 0
 
 
+def test_every_dataset_has_a_token_cap_and_a_huge_document_is_dropped_and_counted(sst_dir):
+    assert all(spec.max_tokens > 0 for spec in data.DATASET_SPECS.values())
+    rows = sentiment_rows(40, 0)
+    rows[3] = (" ".join(["good"] * 200_000), 1)  # 1 MB, 200k tokens: LOO would need a 200k x 200k batch
+    write_csv(sst_dir / "sst2" / "train.csv", rows)
+    prepared = prepare("sst2", sst_dir)
+    assert prepared.dropped["train_too_long"] == 1 and len(prepared.splits["train"]) == 39
+    assert max(prepared.splits["train"].lengths) <= data.DATASET_SPECS["sst2"].max_tokens
+
+
 def documents(tokens: list[list[str]]) -> set[tuple[str, ...]]:
     return {tuple(t) for t in tokens}
 
@@ -125,19 +137,41 @@ def test_hub_loading_path_reads_a_local_dataset_repository(tmp_path, monkeypatch
     monkeypatch.setitem(
         data.DATASET_SPECS, "sst2", dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id=str(repo))
     )
+    probes = []
+    monkeypatch.setattr(data, "_probe_hub", probes.append)
     prepared = prepare("sst2", data_dir=None)
-    assert len(prepared.splits["test"]) == 30
+    assert len(prepared.splits["test"]) == 30 and probes == []  # load_dataset reads a local path itself
 
 
-def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_unreachable_hub_fails_at_once_in_one_line(monkeypatch, capfd):
+    """Without the probe, load_dataset retries for about 30 s and logs a line per retry."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # port 9 (discard): nothing listens
+    started = time.perf_counter()
+    with pytest.raises(DataError, match=r"Hub \(SetFit/sst2\): no answer \(ConnectError\); pass --data-dir"):
+        data.load_raw("sst2", None)
+    assert time.perf_counter() - started < 20
+    assert capfd.readouterr() == ("", "")
+
+
+def test_offline_mode_skips_the_probe_and_says_how_to_use_local_files(monkeypatch, capfd):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # what HF_DATASETS_OFFLINE=1 sets at import
     monkeypatch.setitem(
         data.DATASET_SPECS,
         "sst2",
         dataclasses.replace(data.DATASET_SPECS["sst2"], hub_id="no-such-org/no-such-dataset"),
     )
+    probes = []
+    monkeypatch.setattr(data, "_probe_hub", probes.append)
     with pytest.raises(DataError, match=r"Hugging Face Hub \(no-such-org/no-such-dataset\).*pass --data-dir"):
         data.load_raw("sst2", None)
+    assert probes == []
+    assert capfd.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize(
@@ -153,6 +187,14 @@ def test_unreachable_hub_says_how_to_use_local_files(monkeypatch, tmp_path):
             "has label(s) [3]; allowed",
         ),
         (lambda root: write_csv(root / "sst2" / "test.csv", [("!!", 1), ("", 0)]), "split 'test' is empty"),
+        (
+            lambda root: write_csv(root / "sst2" / "validation.csv", [("a b", 1), ("c d", 1), ("!!", 0)]),
+            "'sst2' split 'validation' has only class 1 after filtering; both classes 0 and 1 are needed",
+        ),
+        (
+            lambda root: write_csv(root / "sst2" / "train.csv", [("a b", 0), ("c d", 0), ("x " * 101, 1)]),
+            "split 'train' has only class 0 after filtering",
+        ),
     ],
 )
 def test_bad_data_gives_one_line_errors(sst_dir, mutate, fragment):
@@ -160,6 +202,60 @@ def test_bad_data_gives_one_line_errors(sst_dir, mutate, fragment):
     with pytest.raises(DataError) as error:
         prepare("sst2", sst_dir)
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+# Split files that `datasets` cannot read cleanly: (bytes, the expected end of the one-line error).
+BROKEN_CSVS = {
+    "0-byte file": (b"", "the file is empty; expected a text,label header and data rows"),
+    "random bytes": (np.random.default_rng(0).bytes(4096), "line 1 has a byte that is not UTF-8 (0x"),
+    "latin-1 text": (
+        "text,label\ngood film,1\ncafé crème,0\n".encode("latin-1"),
+        "line 3 has a byte that is not UTF-8 (0xe9); save it as UTF-8",
+    ),
+    "row with an extra field": (b"text,label\na b,1\nc,d,0\n", "line 3 has 3 fields, the header has 2"),
+    "row with a missing field": (b"text,label\na b,1\nc d\n", "line 3 has 1 field, the header has 2"),
+    "ragged row after a two-line text": (
+        b'text,label\n"a\nb",1\nc,d,0\n',
+        "line 4 has 3 fields, the header has 2",
+    ),
+    "missing header column": (
+        b"sentence,label\na b,1\n",
+        "lacks column(s) text; found: sentence, label; required: text,label",
+    ),
+    "non-integer label": (b"text,label\na b,1\nc d,pos\n", "line 3 has label 'pos'; labels must be integers"),
+    "header only": (b"text,label\n", "no data rows under the header"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_CSVS)
+def test_a_broken_csv_is_one_line_naming_file_and_line_and_caches_and_prints_nothing(
+    case, sst_dir, tmp_path, monkeypatch, capfd
+):
+    import datasets
+
+    cache = tmp_path / "hf-cache"  # datasets reads HF_DATASETS_CACHE once, at import, into this setting
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    content, fragment = BROKEN_CSVS[case]
+    path = sst_dir / "sst2" / "test.csv"  # the last split: the good train and validation files are not loaded
+    path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        data.load_raw("sst2", sst_dir)
+    message = str(error.value)
+    assert message.startswith(f"cannot read {str(path)!r}: {fragment}") and "\n" not in message
+    assert capfd.readouterr() == ("", "")
+    assert not any(cache.rglob("*"))
+
+
+def test_csv_check_accepts_what_pandas_reads(tmp_path):
+    path = tmp_path / "sst2" / "train.csv"
+    path.parent.mkdir()
+    rows = (
+        b'text,label\r\n"a ""quoted""\r\ntext, with a comma",1\r\n\r\nb, -0 \r\n' + b"x" * 200_000 + b",0\r\n"
+    )
+    path.write_bytes(codecs.BOM_UTF8 + rows)  # a byte order mark, CRLF, blank lines, a 200k-character field
+    data.check_csv(path)
+    table = data._read_csv(path)
+    assert table.column_names == ["text", "label"] and table["label"] == [1, 0, 0]
 
 
 def test_missing_data_dir_and_unknown_dataset(tmp_path):

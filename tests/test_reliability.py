@@ -36,6 +36,12 @@ def bad_data(root: Path, split: str, rows: list, header=("text", "label")) -> No
     write_csv(root / "sst2" / f"{split}.csv", rows, header)
 
 
+def bad_file(root: Path, split: str, content: bytes) -> list[str]:
+    """Overwrite one SST split file with `content`; the argv of a smoke sweep over `root`."""
+    (root / "sst2" / f"{split}.csv").write_bytes(content)
+    return ["--preset", "smoke", "--data-dir", str(root)]
+
+
 # Each case: a function of (tmp_path, data_dir) giving extra argv, and a fragment of the one-line error.
 BAD_INPUTS = {
     "unknown preset": (
@@ -113,6 +119,33 @@ BAD_INPUTS = {
             bad_data(d, "validation", [("", 1), ("?!", 0)]) or ["--preset", "smoke", "--data-dir", str(d)]
         ),
         "split 'validation' is empty after filtering",
+    ),
+    "validation split of one class": (
+        lambda t, d: (
+            bad_data(d, "validation", [("a b", 1), ("c d", 1)]) or ["--preset", "smoke", "--data-dir", str(d)]
+        ),
+        "split 'validation' has only class 1 after filtering; both classes 0 and 1 are needed",
+    ),
+    "0-byte csv": (lambda t, d: bad_file(d, "train", b""), "train.csv': the file is empty"),
+    "csv of random bytes": (
+        lambda t, d: bad_file(d, "train", bytes(range(128, 256))),
+        "train.csv': line 1 has a byte that is not UTF-8 (0x80)",
+    ),
+    "latin-1 csv": (
+        lambda t, d: bad_file(d, "test", "text,label\ncafé,1\n".encode("latin-1")),
+        "test.csv': line 2 has a byte that is not UTF-8 (0xe9)",
+    ),
+    "ragged csv row": (
+        lambda t, d: bad_file(d, "validation", b"text,label\na b,1\nc,d,0\n"),
+        "validation.csv': line 3 has 3 fields, the header has 2",
+    ),
+    "csv header without label": (
+        lambda t, d: bad_file(d, "train", b"text,stars\na b,1\n"),
+        "train.csv': lacks column(s) label",
+    ),
+    "non-integer label": (
+        lambda t, d: bad_file(d, "train", b"text,label\na b,1\nc d,pos\n"),
+        "train.csv': line 3 has label 'pos'; labels must be integers",
     ),
     "unreachable tracking uri": (
         lambda t, d: ["--preset", "smoke", "--data-dir", str(d), "--tracking-uri", "http://127.0.0.1:9"],

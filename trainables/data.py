@@ -8,6 +8,9 @@ keeps the word tokens of the training split for the word2vec corpus, with `unlab
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +35,9 @@ class DatasetSpec:
         str, ...
     ]  # splits present at the source; a missing validation split is carved from train
     min_freq: int  # vocabulary: keep words seen at least this often in train
-    max_tokens: int | None = None  # keep documents of at most this many tokens (None: keep all)
+    # keep documents of at most this many tokens: LOO builds an L x L batch per document, so one huge
+    # document would exhaust a trial worker's memory; `data.max_tokens` overrides it
+    max_tokens: int
     test_fraction: float = 1.0  # seeded sample of the (filtered) test split
     validation_fraction: float = 0.0  # seeded share of train held out as validation when the source has none
     label_map: dict[int, int | None] | None = (
@@ -42,7 +47,8 @@ class DatasetSpec:
 
 DATASET_SPECS: dict[str, DatasetSpec] = {
     # Jain & Wallace's SST-2 split: 6,920 / 872 / 1,821 sentences, already lower-cased and de-punctuated.
-    "sst2": DatasetSpec("SetFit/sst2", SPLITS, min_freq=1),
+    # Our cap: 100 tokens, about twice the longest sentence (52 tokens), so it drops none of the real data.
+    "sst2": DatasetSpec("SetFit/sst2", SPLITS, min_freq=1, max_tokens=100),
     # Jain & Wallace: reviews shorter than 400 tokens, 80/20 train/dev split, 20% sample of the test set.
     "imdb": DatasetSpec(
         "stanfordnlp/imdb",
@@ -53,21 +59,26 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
         validation_fraction=0.2,
     ),
     # Jain & Wallace's binary AG News: World (0) vs Business (2 -> 1); Sports and Sci/Tech dropped.
-    # Our choices: 20% of train held out as validation, vocabulary of words seen 5+ times.
+    # Our choices: 20% of train held out as validation, vocabulary of words seen 5+ times, at most 400 tokens
+    # (news titles with a one- or two-sentence description: far shorter, so no real article is dropped).
     "ag_news": DatasetSpec(
         "fancyzhx/ag_news",
         ("train", "test"),
         min_freq=5,
+        max_tokens=400,
         validation_fraction=0.2,
         label_map={0: 0, 1: None, 2: 1, 3: None},
     ),
     # Jain & Wallace's 20 Newsgroups sports task: rec.sport.baseball (9 -> 0) vs rec.sport.hockey (10 -> 1),
     # the other 18 groups dropped; labels as scikit-learn's fetch_20newsgroups and the Hub copy number them.
-    # Our choices: 20% of train held out as validation, vocabulary of words seen 2+ times, no length cap.
+    # Our choices: 20% of train held out as validation, vocabulary of words seen 2+ times, at most 1,000
+    # tokens (most posts are a few hundred; the cap bounds LOO at 1,000 x 1,000 token ids per document and
+    # drops only the longest posts, such as quoted threads and FAQs; not measured here, see the README).
     "20news_sports": DatasetSpec(
         "SetFit/20_newsgroups",
         ("train", "test"),
         min_freq=2,
+        max_tokens=1000,
         validation_fraction=0.2,
         label_map={label: {9: 0, 10: 1}.get(label) for label in range(20)},
     ),
@@ -144,26 +155,9 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
     if data_dir is not None:
-        folder = Path(data_dir) / name
-        if not Path(data_dir).is_dir():
-            raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
-        files = {split: folder / f"{split}.csv" for split in spec.hub_splits}
-        for split, path in files.items():
-            if not path.is_file():
-                raise DataError(
-                    f"missing split file {str(path)!r}; expected {split}.csv with columns text,label"
-                )
-        loaded = {split: _read_csv(path) for split, path in files.items()}
-        source = str(folder)
+        loaded, source = _load_local(name, spec, Path(data_dir)), str(Path(data_dir) / name)
     else:
-        try:
-            loaded = datasets.load_dataset(spec.hub_id)
-        except Exception as error:  # the Hub client raises many types; all mean "not available here"
-            raise DataError(
-                f"could not load {name!r} from the Hugging Face Hub ({spec.hub_id}): {type(error).__name__}; "
-                f"pass --data-dir DIR with {name}/{{{','.join(spec.hub_splits)}}}.csv files instead"
-            ) from error
-        source = spec.hub_id
+        loaded, source = _load_hub(name, spec), spec.hub_id
     raw = {}
     for split in spec.hub_splits:
         if split not in loaded:
@@ -189,8 +183,60 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
     return raw
 
 
+def _load_local(name: str, spec: DatasetSpec, data_dir: Path) -> dict:
+    """The split files `<data_dir>/<name>/<split>.csv` as `datasets.Dataset`s, every file checked first."""
+    if not data_dir.is_dir():
+        raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
+    files = {split: data_dir / name / f"{split}.csv" for split in spec.hub_splits}
+    for split, path in files.items():
+        if not path.is_file():
+            raise DataError(f"missing split file {str(path)!r}; expected {split}.csv with columns text,label")
+    for path in files.values():  # all of them before any is loaded: a rejected dataset caches nothing
+        check_csv(path)
+    return {split: _read_csv(path) for split, path in files.items()}
+
+
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+def _load_hub(name: str, spec: DatasetSpec):
+    """The dataset's Hub copy (`datasets.load_dataset`), once one quick request shows the Hub answers.
+
+    Without the probe an unreachable Hub costs about 30 s of retries, each logged. It is skipped in
+    offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE: the datasets cache is used) and when `hub_id` is a
+    local path, which `load_dataset` reads without the Hub.
+    """
+    import datasets
+
+    failed = f"could not load {name!r} from the Hugging Face Hub ({spec.hub_id})"
+    local = f"pass --data-dir DIR with {name}/{{{','.join(spec.hub_splits)}}}.csv files instead"
+    if not (datasets.config.HF_HUB_OFFLINE or Path(spec.hub_id).exists()):
+        try:
+            _probe_hub(spec.hub_id)
+        except Exception as error:  # httpx transport errors: no DNS, refused, timed out, proxy failure
+            raise DataError(
+                f"{failed}: no answer ({type(error).__name__}); {local}, "
+                "or set HF_DATASETS_OFFLINE=1 to use the datasets cache"
+            ) from None
+    try:
+        return datasets.load_dataset(spec.hub_id)
+    except Exception as error:  # the Hub client raises many types; all mean "not available here"
+        raise DataError(f"{failed}: {type(error).__name__}; {local}") from error
+
+
+def _probe_hub(hub_id: str) -> None:
+    """One request for the dataset's Hub page, no retries: raises if the Hub does not answer within
+    `HUB_PROBE_TIMEOUT_S` (any HTTP status, 404 included, is an answer). Uses the Hub client's own session
+    and endpoint, so HF_ENDPOINT and proxy settings apply as they do to `load_dataset`."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    get_session().head(f"{constants.ENDPOINT}/api/datasets/{hub_id}", timeout=HUB_PROBE_TIMEOUT_S)
+
+
 def _read_csv(path: Path):
-    """One split file as a `datasets.Dataset` (read alone, so each file is checked on its own)."""
+    """One split file, checked by `check_csv`, as a `datasets.Dataset` (read alone, so each file's errors
+    name it)."""
     import datasets
 
     try:
@@ -199,6 +245,68 @@ def _read_csv(path: Path):
         raise DataError(
             f"cannot read {str(path)!r} as CSV: {str(error).strip().splitlines()[0][:200]}"
         ) from None
+
+
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def check_csv(path: Path) -> None:
+    """Refuse, in one line naming the file and line, a split file that is not UTF-8 CSV with a `text,label`
+    header, as many fields in every row as in the header, integer labels and at least one row.
+
+    `datasets.load_dataset` reports these vaguely, logs extra lines and leaves Arrow files in its cache,
+    so they are checked first, with Python's csv reader (which splits rows and fields as pandas does).
+    """
+    where = f"cannot read {str(path)!r}"
+    text = _utf8_text(path, where)
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # a whole document can be one field
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] = []
+    label = rows = end = 0  # the label's column, the data rows so far, the last line of the previous row
+    try:
+        for row in reader:
+            line, end = end + 1, reader.line_num
+            if not row:  # a blank line, which pandas skips too
+                continue
+            if not header:
+                header, label = row, _label_column(row, where)
+            elif len(row) != len(header):
+                fields = f"{len(row)} field{'s' * (len(row) != 1)}"
+                raise DataError(f"{where}: line {line} has {fields}, the header has {len(header)}")
+            elif not _INTEGER.fullmatch(row[label]):
+                raise DataError(f"{where}: line {line} has label {row[label]!r}; labels must be integers")
+            else:
+                rows += 1
+    except csv.Error as error:
+        raise DataError(f"{where}: line {reader.line_num}: {error}") from None
+    if not header:
+        raise DataError(f"{where}: the file is empty; expected a text,label header and data rows")
+    if rows == 0:
+        raise DataError(f"{where}: no data rows under the header")
+
+
+def _utf8_text(path: Path, where: str) -> str:
+    """The file's text (a UTF-8 byte order mark skipped, as pandas does), or a DataError naming the line
+    of the first byte that is not UTF-8."""
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{where}: line {line} has a byte that is not UTF-8 (0x{raw[error.start]:02x}); save it as UTF-8"
+        ) from None
+
+
+def _label_column(header: list[str], where: str) -> int:
+    """The position of the `label` column in a CSV header that must name `text` and `label`."""
+    missing = {"text", "label"} - set(header)
+    if missing:
+        raise DataError(
+            f"{where}: lacks column(s) {', '.join(sorted(missing))}; found: {', '.join(header)}; "
+            "required: text,label"
+        )
+    return header.index("label")
 
 
 def prepare(
@@ -250,9 +358,21 @@ def tokenize_dataset(
                 chosen = np.sort(rng.permutation(len(labels))[:max_examples])
                 token_splits[split] = _take(tokens, labels, chosen)
     for split in SPLITS:
-        if len(token_splits[split][1]) == 0:
-            raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
+        _check_classes(name, split, token_splits[split][1])
     return TokenizedDataset(name, token_splits, dropped)
+
+
+def _check_classes(name: str, split: str, labels: np.ndarray) -> None:
+    """Refuse a split that is empty or holds one class: training needs both, and so does the validation
+    and test ROC-AUC (undefined with one class, it would fail the trial after training)."""
+    if len(labels) == 0:
+        raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
+    classes = set(labels.tolist())
+    if classes != {0, 1}:
+        raise DataError(
+            f"dataset {name!r} split {split!r} has only class {classes.pop()} after filtering; "
+            "both classes 0 and 1 are needed (training and ROC-AUC)"
+        )
 
 
 def index_dataset(dataset: TokenizedDataset) -> PreparedDataset:
@@ -288,7 +408,7 @@ def unlabeled_train_texts(
 
 
 def _clean(
-    split: str, texts: list[str], labels: np.ndarray, spec: DatasetSpec, limit: int | None
+    split: str, texts: list[str], labels: np.ndarray, spec: DatasetSpec, limit: int
 ) -> tuple[list[list[str]], np.ndarray, np.ndarray, dict[str, int]]:
     """The tokens and labels of a split's rows of the dataset's classes, which of them to keep (non-empty,
     at most `limit` tokens), and the counts of what was dropped."""
@@ -299,11 +419,9 @@ def _clean(
     tokens = tokenize([t for t, w in zip(texts, wanted, strict=True) if w])
     keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
     dropped[f"{split}_empty"] = int((~keep).sum())
-    if limit is not None:
-        short = np.array([len(t) <= limit for t in tokens], dtype=bool)
-        dropped[f"{split}_too_long"] = int((keep & ~short).sum())
-        keep &= short
-    return tokens, labels[wanted], keep, dropped
+    short = np.array([len(t) <= limit for t in tokens], dtype=bool)
+    dropped[f"{split}_too_long"] = int((keep & ~short).sum())
+    return tokens, labels[wanted], keep & short, dropped
 
 
 def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
