@@ -56,6 +56,12 @@ def documented_metrics() -> set[str]:
         )
     }
     names |= {"embeddings/vocab_coverage", "embeddings/token_coverage"}
+    names |= {f"data/{split}_size" for split in ("train", "validation", "test")}
+    names |= {
+        f"data/dropped/{split}_{why}"
+        for split in ("train", "validation", "test")
+        for why in ("empty", "too_long")
+    }
     for label in ("all", "0", "1"):
         for measure in ("kendall", "topk_avg", "topk_nz", "topk_ns_avg", "topk_ns_nz"):
             for pair in ("attn_grad", "attn_loo", "grad_loo"):

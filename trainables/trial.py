@@ -238,6 +238,8 @@ def train_and_explain(
         **{
             "embeddings/vocab_coverage": coverage["vocab"],
             "embeddings/token_coverage": coverage["tokens"],
+            **{f"data/dropped/{reason}": count for reason, count in data.dropped.items()},
+            **{f"data/{split}_size": len(rows) for split, rows in data.splits.items()},
             "time/embeddings_s": embedding_info["seconds"],
             "time/train_s": state.train_seconds,
         },
