@@ -1,10 +1,11 @@
 """Run or resume a sweep: prepare data, word vectors and MLflow in the driver, then one Ray Tune trial per
 grid point.
 
-`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad), then open the
-sweep's one Ray instance, build the initial word vectors in it (a Ray task, cached in the sweep's storage),
-and hand the trials to `fit`. The pieces live beside this module: `environment` (variables), `tracking`
-(MLflow), `storage` (the sweep's files), `summary` (the final table).
+`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad; the MLflow store
+first of all), then open the sweep's one Ray instance, check that its nodes can hold a trial, build the
+initial word vectors in it (a Ray task, cached in the sweep's storage), and hand the trials to `fit`.
+The pieces live beside this module: `environment` (variables), `tracking` (MLflow), `storage` (the
+sweep's files), `summary` (the final table), `cluster` (what the Ray cluster can hold).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sweep import environment, storage
-from sweep.cluster import check_shared_storage
-from sweep.config import EMBEDDINGS_FOLDER, ConfigError, SweepConfig, parse_config
+from sweep.cluster import check_shared_storage, check_trial_fits
+from sweep.config import EMBEDDINGS_FOLDER, ConfigError, ResourceSettings, SweepConfig, parse_config
 from sweep.summary import summarize
 from sweep.tracking import (
     DEFAULT_OUTPUT_DIR,
     check_reachable,
+    check_store,
     default_tracking_uri,
     delete_runs,
     ensure_experiment,
@@ -34,6 +36,7 @@ from sweep.tracking import (
     normalize_uri,
 )
 from trainables.settings import AXES, run_name
+from trainables.tracking import best_effort
 
 if TYPE_CHECKING:
     from ray import tune
@@ -134,10 +137,14 @@ def prepare_data(
 
 
 @contextmanager
-def ray_session(options: SweepOptions, variables: dict[str, str]) -> Iterator[None]:
-    """The sweep's Ray instance (see `ray_instance`), once its storage path is known to suit its nodes."""
+def ray_session(
+    options: SweepOptions, variables: dict[str, str], resources: ResourceSettings
+) -> Iterator[None]:
+    """The sweep's Ray instance (see `ray_instance`), once its storage path is known to suit its nodes and
+    one of them (or one its autoscaler can start) can hold a trial: checked before anything is written."""
     with ray_instance(options.address, variables):
         check_shared_storage(options.resolved_storage_path(), options.address, shared=options.shared_storage)
+        check_trial_fits(resources.cpus_per_trial, resources.gpus_per_trial, options.address)
         yield
 
 
@@ -176,6 +183,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
 
     `hooks` reach every trial (tests use them to make trials fail on purpose).
     """
+    uri = options.resolved_tracking_uri()
+    check_store(uri)  # first: in seconds, before the data preparation and before any folder exists
     results_root = options.resolved_storage_path()
     experiment_dir = f"{results_root}/{config.name}"
     exists = storage.exists(experiment_dir)
@@ -184,11 +193,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
             f"experiment {config.name!r} already exists at {experiment_dir}; "
             f"pass --resume {config.name} to continue it or --overwrite to replace it"
         )
-    uri = options.resolved_tracking_uri()
-    if not is_local_store(uri):
-        check_reachable(uri)  # before the (possibly long) data preparation, and before writing anything
     datasets, corpus = prepare_data(config, options.data_dir)
-    with ray_session(options, environment.set_up(uri)):
+    with ray_session(options, environment.set_up(uri), config.resources):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
         del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
@@ -252,6 +258,8 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     """
     from ray import tune
 
+    uri = options.resolved_tracking_uri()
+    check_store(uri)  # first: in seconds, before anything is read or written
     experiment_dir = f"{options.resolved_storage_path()}/{name}"
     sweep_file = f"{experiment_dir}/{SWEEP_FILE}"
     saved_text = storage.read_text(sweep_file)
@@ -260,10 +268,8 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     saved = json.loads(saved_text)
     config = parse_config(saved["config"], sweep_file)
     data_dir = options.data_dir or (Path(saved["data_dir"]) if saved["data_dir"] else None)
-    uri = options.resolved_tracking_uri()
-    check_reachable(uri)
     datasets, corpus = prepare_data(config, data_dir)
-    with ray_session(options, environment.set_up(uri)):
+    with ray_session(options, environment.set_up(uri), config.resources):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
         del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
@@ -309,7 +315,9 @@ def fit(
     hooks: TrialHooks | None = None,
 ) -> pd.DataFrame:
     """Run the tuner in the connected Ray instance and summarise its trials; afterwards, runs of stopped
-    trials are marked KILLED. The datasets and word vectors reach the trials through Ray's object store."""
+    trials are marked KILLED, if MLflow lets us: its failure there must not hide the tuner's error (or a
+    Ctrl-C), so it is only a warning. The datasets and word vectors reach the trials through Ray's object
+    store."""
     from ray import tune
 
     from trainables.trial import run_trial
@@ -322,5 +330,8 @@ def fit(
         trainable = tune.with_resources(tune.with_parameters(run_trial, **parameters), resources)
         grid = make_tuner(trainable).fit()
     finally:
-        mark_stopped_runs(experiment.client, experiment.experiment_id)
+        best_effort(
+            lambda: mark_stopped_runs(experiment.client, experiment.experiment_id),
+            "marking the MLflow runs of stopped trials KILLED",
+        )
     return summarize(grid)
