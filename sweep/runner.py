@@ -332,6 +332,6 @@ def fit(
     finally:
         best_effort(
             lambda: mark_stopped_runs(experiment.client, experiment.experiment_id),
-            "marking the MLflow runs of stopped trials KILLED",
+            "mark the MLflow runs of stopped trials KILLED",
         )
     return summarize(grid)

@@ -33,12 +33,12 @@ def one_line(error: BaseException) -> str:
 
 def best_effort(action: Callable[[], object], what: str) -> None:
     """Run an MLflow call made while another error may be on its way up (in `except` or `finally`): if the
-    call fails too, log one warning line instead of raising, so that the first error is the one that
-    surfaces."""
+    call fails too, log one warning line ("could not <what>: ...") instead of raising, so that the first
+    error is the one that surfaces."""
     try:
         action()
     except Exception as error:  # any store failure: the error being handled matters more
-        log.warning("%s failed: %s", what, one_line(error))
+        log.warning("could not %s: %s", what, one_line(error))
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

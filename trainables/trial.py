@@ -168,7 +168,7 @@ def run_trial(
         run.log_metrics(final)
         run.finish("FINISHED")
     except Exception:
-        best_effort(lambda: run.fail(traceback.format_exc()), f"marking MLflow run {run.run_id} FAILED")
+        best_effort(lambda: run.fail(traceback.format_exc()), f"mark MLflow run {run.run_id} FAILED")
         raise
     if hooks.after_finish:
         hooks.after_finish(config)
