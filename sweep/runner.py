@@ -1,10 +1,11 @@
 """Run or resume a sweep: prepare data, word vectors and MLflow in the driver, then one Ray Tune trial per
 grid point.
 
-`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad), then open the
-sweep's one Ray instance, build the initial word vectors in it (a Ray task, cached in the sweep's storage),
-and hand the trials to `fit`. The pieces live beside this module: `environment` (variables), `tracking`
-(MLflow), `storage` (the sweep's files), `summary` (the final table).
+`run_sweep` and `resume_sweep` check every input first (writing nothing if one is bad; the MLflow store
+first of all), then open the sweep's one Ray instance, check that its nodes can hold a trial, build the
+initial word vectors in it (a Ray task, cached in the sweep's storage), and hand the trials to `fit`.
+The pieces live beside this module: `environment` (variables), `tracking` (MLflow), `storage` (the
+sweep's files), `summary` (the final table), `cluster` (what the Ray cluster can hold).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from sweep import environment, storage
-from sweep.cluster import check_shared_storage
-from sweep.config import EMBEDDINGS_FOLDER, ConfigError, SweepConfig, parse_config
+from sweep.cluster import check_shared_storage, check_trial_fits
+from sweep.config import EMBEDDINGS_FOLDER, ConfigError, ResourceSettings, SweepConfig, parse_config
 from sweep.summary import summarize
 from sweep.tracking import (
     DEFAULT_OUTPUT_DIR,
     check_reachable,
+    check_store,
     default_tracking_uri,
     delete_runs,
     ensure_experiment,
@@ -36,6 +38,7 @@ from sweep.tracking import (
     normalize_uri,
 )
 from trainables.settings import AXES, run_name
+from trainables.tracking import best_effort
 
 if TYPE_CHECKING:
     from ray import tune
@@ -137,10 +140,14 @@ def prepare_data(
 
 
 @contextmanager
-def ray_session(options: SweepOptions, variables: dict[str, str]) -> Iterator[None]:
-    """The sweep's Ray instance (see `ray_instance`), once its storage path is known to suit its nodes."""
+def ray_session(
+    options: SweepOptions, variables: dict[str, str], resources: ResourceSettings
+) -> Iterator[None]:
+    """The sweep's Ray instance (see `ray_instance`), once its storage path is known to suit its nodes and
+    one of them (or one its autoscaler can start) can hold a trial: checked before anything is written."""
     with ray_instance(options.address, variables):
         check_shared_storage(options.resolved_storage_path(), options.address, shared=options.shared_storage)
+        check_trial_fits(resources.cpus_per_trial, resources.gpus_per_trial, options.address)
         yield
 
 
@@ -179,6 +186,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
 
     `hooks` reach every trial (tests use them to make trials fail on purpose).
     """
+    uri = options.resolved_tracking_uri()
+    check_store(uri)  # first: in seconds, before the data preparation and before any folder exists
     results_root = options.resolved_storage_path()
     experiment_dir = f"{results_root}/{config.name}"
     exists = storage.exists(experiment_dir)
@@ -187,11 +196,8 @@ def run_sweep(config: SweepConfig, options: SweepOptions, hooks: TrialHooks | No
             f"experiment {config.name!r} already exists at {experiment_dir}; "
             f"pass --resume {config.name} to continue it or --overwrite to replace it"
         )
-    uri = options.resolved_tracking_uri()
-    if not is_local_store(uri):
-        check_reachable(uri)  # before the (possibly long) data preparation, and before writing anything
     datasets, corpus = prepare_data(config, options.data_dir)
-    with ray_session(options, environment.set_up(uri)):
+    with ray_session(options, environment.set_up(uri), config.resources):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
         del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
@@ -267,6 +273,8 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     """
     from ray import tune
 
+    if options.tracking_uri:  # first: in seconds, before anything is read or written
+        check_store(options.resolved_tracking_uri())
     experiment_dir = f"{options.resolved_storage_path()}/{name}"
     sweep_file = f"{experiment_dir}/{SWEEP_FILE}"
     saved_text = storage.read_text(sweep_file)
@@ -276,9 +284,9 @@ def resume_sweep(name: str, options: SweepOptions) -> SweepResult:
     config = parse_config(saved["config"], sweep_file)
     options = remembered_options(options, saved, name)
     uri = options.resolved_tracking_uri()
-    check_reachable(uri)
+    check_store(uri)  # the store the sweep started with
     datasets, corpus = prepare_data(config, options.data_dir)
-    with ray_session(options, environment.set_up(uri)):
+    with ray_session(options, environment.set_up(uri), config.resources):
         embeddings = build_embeddings(config, corpus, options.embeddings_store())
         del corpus  # large, and the trials need only the vectors
         experiment = open_experiment(config.name, options)
@@ -352,6 +360,7 @@ def fit(
 
     Afterwards the runs of trials whose worker died (killed for memory, say) are marked FAILED with Ray's
     error, and those of trials stopped before the end (Ctrl-C) KILLED; a resume sets them RUNNING again.
+    An MLflow failure there is only a warning: it must not hide the tuner's error (or a Ctrl-C).
     """
     from ray import tune
 
@@ -368,9 +377,12 @@ def fit(
         errors = {
             run_name(result.config): f"{type(result.error).__name__}: {result.error}"
             for result in grid
-            if result.error is not None
+            if result.error is not None and result.config
         }
         mark_failed_runs(experiment.client, experiment.experiment_id, errors)
     finally:
-        mark_stopped_runs(experiment.client, experiment.experiment_id)
+        best_effort(
+            lambda: mark_stopped_runs(experiment.client, experiment.experiment_id),
+            "mark the MLflow runs of stopped trials KILLED",
+        )
     return summarize(grid, config.trial_names())

@@ -21,6 +21,8 @@ def summarize(results: Iterable, trial_names: list[str]) -> pd.DataFrame:
     for result in results:
         metrics = result.metrics or {}
         config = result.config or metrics.get("config", {})
+        if not config:  # stopped before Tune gave the trial its config: one of the names never started
+            continue
         if "test/accuracy" in metrics and result.error is None:
             status = "FINISHED"
         else:

@@ -416,3 +416,43 @@ def test_sweep_refuses_node_local_storage_on_two_nodes(two_node_cluster, sst2_di
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("run_sweep.py: error: storage path") and "is local to one machine" in error
     assert not list((tmp_path / "ray_results").glob("smoke/*/result.json"))
+
+
+# --- check_trial_fits without a cluster ----------------------------------------------------------------
+
+
+def test_launcher_node_shapes_read_the_autoscaler_config(fake_cluster):
+    """The node types of cluster.yaml as `ray up` writes them to the head, resources filled in from the
+    instance types; nothing when this is no `ray up` head or its config cannot be read."""
+    assert cluster.launcher_node_shapes() == []
+    cluster.LAUNCHER_CONFIG.write_text("available_node_types: [broken\n")
+    assert cluster.launcher_node_shapes() == []
+    config = load_cluster_yaml()
+    config["available_node_types"]["gpu_worker"]["resources"] = {"CPU": 4, "GPU": 1, "memory": 10**10}
+    cluster.LAUNCHER_CONFIG.write_text(yaml.safe_dump(config))
+    assert sorted(cluster.launcher_node_shapes()) == [(0.0, 0.0), (4.0, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "shapes", "problem"),
+    [
+        (2, 0, [(2.0, 0.0)], None),
+        (0.5, 0.25, [(1.0, 0.0), (1.0, 1.0)], None),  # fractions: four trials share the GPU
+        (
+            4,
+            0,
+            [(2.0, 0.0), (1.0, 0.0)],
+            "one trial (--cpus-per-trial 4, --gpus-per-trial 0) needs a node with 4 CPUs and 0 GPUs; "
+            "the largest node of the Ray cluster has 2 CPUs and 0 GPUs",
+        ),
+        (
+            4,
+            1,
+            [(8.0, 0.0), (4.0, 0.5), (2.0, 0.0)],
+            "one trial (--cpus-per-trial 4, --gpus-per-trial 1) needs a node with 4 CPUs and 1 GPU; "
+            "the largest nodes of the Ray cluster have 8 CPUs and 0 GPUs, or 4 CPUs and 0.5 GPUs",
+        ),
+    ],
+)
+def test_trial_fit_problem_names_the_request_and_the_largest_nodes(cpus, gpus, shapes, problem):
+    assert cluster.trial_fit_problem(cpus, gpus, shapes) == problem

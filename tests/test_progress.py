@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ray.tune import Result
 
 from sweep.progress import SweepClock, format_duration
 from sweep.summary import summarize, tally
@@ -55,3 +56,32 @@ def test_the_summary_lists_trials_that_never_started_as_unfinished():
     assert list(summary["status"]) == ["UNFINISHED", "UNFINISHED"]
     assert list(summary["epochs_trained"]) == [0, 0]
     assert tally(summary) == "2 trials: 0 finished, 0 failed, 2 unfinished"
+
+
+def test_the_summary_reads_stopped_failed_and_pending_trials_from_tune_results():
+    config = {"dataset": "sst2", "encoder": "lstm", "attention": "tanh", "seed": 1}
+    stopped = Result(
+        metrics={"epoch": 4, "config": {**config, "normalizer": "softmax"}},
+        checkpoint=None,
+        error=None,
+        path="",
+    )
+    failed = Result(
+        metrics={"config": {**config, "normalizer": "sparsemax"}},
+        checkpoint=None,
+        error=RuntimeError("Traceback ...\nRuntimeError: out of memory\n"),
+        path="",
+    )
+    pending = Result(metrics={}, checkpoint=None, error=None, path="")  # Ctrl-C before it had a config
+    names = ["sst2-lstm-tanh-softmax-s1", "sst2-lstm-tanh-sparsemax-s1", "sst2-lstm-tanh-softmax-s2"]
+    summary = summarize([stopped, failed, pending], names).set_index("trial")
+    assert summary.loc["sst2-lstm-tanh-softmax-s1", ["status", "epochs_trained"]].tolist() == [
+        "UNFINISHED",
+        5,
+    ]
+    assert summary.loc["sst2-lstm-tanh-sparsemax-s1", "status"] == "FAILED"
+    assert summary.loc["sst2-lstm-tanh-sparsemax-s1", "error"] == "RuntimeError: out of memory"
+    assert summary.loc["sst2-lstm-tanh-softmax-s2", ["status", "epochs_trained"]].tolist() == [
+        "UNFINISHED",
+        0,
+    ]

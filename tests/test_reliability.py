@@ -175,6 +175,53 @@ BAD_INPUTS = {
 STARTS_RAY = {"unreachable embeddings download"}  # the download runs in a Ray task
 
 
+def text_file(path: Path, text: str = "") -> Path:
+    path.write_text(text)
+    return path
+
+
+def smoke_logging_to(data_dir: Path, tracking_uri: str) -> list[str]:
+    return ["--preset", "smoke", "--data-dir", str(data_dir), "--tracking-uri", tracking_uri]
+
+
+# Stores MLflow cannot use here, refused in seconds before the output folder exists (not after minutes of
+# MLflow's retries with a traceback). As root only what refuses root models a read-only folder: /proc, a
+# path under a regular file; chattr +i in test_a_read_only_sqlite_store_is_refused_in_seconds.
+BAD_INPUTS |= {
+    "tracking uri of an unknown scheme": (
+        lambda t, d: smoke_logging_to(d, "ftp://127.0.0.1/mlflow"),
+        "MLflow tracking URI 'ftp://127.0.0.1/mlflow' has scheme 'ftp'; allowed: sqlite, file, http, https, "
+        "postgresql, mysql, mssql, databricks or a folder path",
+    ),
+    "sqlite store in /proc": (  # before: 104 s of MLflow's retries, then a traceback
+        lambda t, d: smoke_logging_to(d, "sqlite:////proc/mlflow.db"),
+        "MLflow tracking URI 'sqlite:////proc/mlflow.db' is not usable: folder /proc is not writable",
+    ),
+    "sqlite store under a file": (
+        lambda t, d: smoke_logging_to(d, f"sqlite:///{text_file(t / 'notes.txt')}/mlflow.db"),
+        "notes.txt/mlflow.db' is not usable: ",  # then: <tmp>/notes.txt is not a folder
+    ),
+    "sqlite store that is not a database": (
+        lambda t, d: smoke_logging_to(d, f"sqlite:///{text_file(t / 'notes.db', 'not a database' * 100)}"),
+        "notes.db cannot be written (file is not a database)",
+    ),
+    "folder store in /proc": (
+        lambda t, d: smoke_logging_to(d, "/proc/mlruns"),
+        "MLflow tracking URI 'file:///proc/mlruns' is not usable: folder /proc is not writable",
+    ),
+    "resume with a store in /proc": (
+        lambda t, d: ["--resume", "x", "--tracking-uri", "sqlite:////proc/x/mlflow.db"],
+        "MLflow tracking URI 'sqlite:////proc/x/mlflow.db' is not usable: folder /proc is not writable",
+    ),
+    "more cpus per trial than any node has": (  # Tune would wait forever, after writing the outputs
+        lambda t, d: ["--preset", "smoke", "--data-dir", str(d), "--cpus-per-trial", "4096"],
+        "one trial (--cpus-per-trial 4096, --gpus-per-trial 0) needs a node with 4096 CPUs and 0 GPUs; "
+        "the largest node of the Ray cluster has ",
+    ),
+}
+STARTS_RAY |= {"more cpus per trial than any node has"}
+
+
 @pytest.mark.parametrize(
     "case", [pytest.param(case, marks=pytest.mark.ray) if case in STARTS_RAY else case for case in BAD_INPUTS]
 )
@@ -406,3 +453,116 @@ def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir,
     for name in ("test/accuracy", "kendall/attn_grad/all/mean", "time/train_s"):
         assert len(client.get_metric_history(after.info.run_id, name)) == 1, name
     assert all(run.info.status == "FINISHED" for run in runs.values()) and len(runs) == 2
+
+
+@contextlib.contextmanager
+def immutable(path: Path):
+    """`path` made immutable (chattr +i), which refuses writes even to root, unlike permission bits;
+    skips the test where chattr cannot do it."""
+    import shutil
+
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("frozen", ["database", "folder"])
+def test_a_read_only_sqlite_store_is_refused_in_seconds(frozen, tmp_path, sst_dir, capsys):
+    """A database that cannot be written, or whose folder cannot hold sqlite's journal: one line, exit 2,
+    no output folder, without the minutes of MLflow's retries."""
+    import sqlite3
+
+    store = tmp_path / "store"
+    store.mkdir()
+    database = store / "mlflow.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("CREATE TABLE existing (x)")
+    out = tmp_path / "out"
+    argv = ["--preset", "smoke", "--data-dir", str(sst_dir), "--output-dir", str(out)]
+    started = time.monotonic()
+    with immutable(database if frozen == "database" else store), pytest.raises(SystemExit) as exit_info:
+        run_sweep.main([*argv, "--tracking-uri", f"sqlite:///{database}"])
+    assert time.monotonic() - started < 10
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"MLflow tracking URI 'sqlite:///{database}' is not usable: " in error
+    reason = {
+        "database": f"database {database} cannot be written (attempt to write a readonly database)",
+        "folder": f"folder {store} is not writable (Operation not permitted)",
+    }
+    assert reason[frozen] in error, error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("folder_store", [False, True], ids=["sqlite", "folder"])
+def test_checking_a_new_local_store_creates_nothing(folder_store, tmp_path):
+    from sweep.tracking import check_store
+
+    where = tmp_path / "a" / "b" / ("mlruns" if folder_store else "mlflow.db")
+    check_store(where.as_uri() if folder_store else f"sqlite:///{where}")
+    assert list(tmp_path.iterdir()) == []  # neither the folders nor the probe's temporary file
+
+
+def test_a_failing_trial_keeps_its_error_when_mlflow_cannot_record_it(tmp_path, caplog):
+    """`run.fail` cannot write traceback.txt (the artifact folder would lie under a regular file): the
+    trial's own error (here: its dataset is missing) is raised, MLflow's is one warning line."""
+    from trainables.trial import run_trial
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    artifacts = text_file(tmp_path / "notes.txt") / "artifacts"
+    experiment_id = client.create_experiment("broken-artifacts", artifact_location=artifacts.as_uri())
+    tracking = {"uri": uri, "experiment_id": experiment_id, "sweep": "broken-artifacts"}
+    config = {"dataset": "sst2", "encoder": "lstm", "attention": "tanh", "normalizer": "softmax", "seed": 1}
+    with pytest.raises(KeyError, match="sst2"):
+        run_trial({**config, "tracking": tracking}, datasets={}, vectors=None, embedding_info={})
+    (warning,) = [record.getMessage() for record in caplog.records if record.name == "trainables.tracking"]
+    assert warning.startswith("could not mark MLflow run ") and " FAILED: " in warning and "\n" not in warning
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("restore failed on purpose"), KeyboardInterrupt()], ids=["error", "ctrl-c"]
+)
+def test_the_tuners_error_survives_mlflow_failing_afterwards(error, monkeypatch, caplog):
+    """`fit` marks stopped trials' runs KILLED in `finally`; with the store gone (nothing listens at the
+    URI) that fails too, and the tuner's error (or Ctrl-C) is still the one raised."""
+    from sweep.config import load_preset
+    from sweep.runner import Embeddings, Experiment, fit
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = "http://127.0.0.1:9"  # port 9 (discard): nothing listens
+    experiment = Experiment(MlflowClient(uri), "1", uri)
+
+    def make_tuner(trainable):
+        raise error
+
+    with pytest.raises(type(error)) as raised:
+        fit(make_tuner, load_preset("smoke"), {}, Embeddings(None, {}), experiment)
+    assert raised.value is error
+    (warning,) = [record.getMessage() for record in caplog.records if record.name == "trainables.tracking"]
+    assert warning.startswith("could not mark the MLflow runs of stopped trials KILLED: ")
+    assert "\n" not in warning
+
+
+@pytest.mark.ray
+def test_trial_resources_are_checked_against_the_nodes_and_the_autoscaler(ray_cluster, tmp_path, monkeypatch):
+    """On the real local instance (2 CPUs, no GPU), then as the head of a `ray up` cluster whose
+    autoscaler config declares a 4-CPU, 1-GPU worker type."""
+    from sweep import cluster
+    from sweep.cluster import ResourceRequestError, check_trial_fits
+
+    monkeypatch.setattr(cluster, "LAUNCHER_CONFIG", tmp_path / "ray_bootstrap_config.yaml")
+    check_trial_fits(2, 0, None)
+    local = "needs a node with 4 CPUs and 1 GPU; the largest node of the Ray cluster has 2 CPUs and 0 GPUs"
+    with pytest.raises(ResourceRequestError, match=local):
+        check_trial_fits(4, 1, "auto")
+    node_types = {"head": {"resources": {"CPU": 0}}, "gpu_worker": {"resources": {"CPU": 4, "GPU": 1}}}
+    cluster.LAUNCHER_CONFIG.write_text(yaml.safe_dump({"available_node_types": node_types}))
+    check_trial_fits(4, 1, "auto")  # the autoscaler can start a gpu_worker for it
+    with pytest.raises(ResourceRequestError, match=r"\(with the nodes its autoscaler can start\) has 4 CPUs"):
+        check_trial_fits(8, 1, "auto")
+    with pytest.raises(ResourceRequestError, match=local):  # the runner's own instance: no autoscaler
+        check_trial_fits(4, 1, None)

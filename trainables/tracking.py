@@ -7,9 +7,10 @@ the Ray trial id, which stays the same across restores.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,24 @@ from trainables.settings import AXES, run_name
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 MAX_PARAMS = 100  # and of params
+
+log = logging.getLogger(__name__)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's type and the first line of its message, at most 200 characters."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
+
+
+def best_effort(action: Callable[[], object], what: str) -> None:
+    """Run an MLflow call made while another error may be on its way up (in `except` or `finally`): if the
+    call fails too, log one warning line ("could not <what>: ...") instead of raising, so that the first
+    error is the one that surfaces."""
+    try:
+        action()
+    except Exception as error:  # any store failure: the error being handled matters more
+        log.warning("could not %s: %s", what, one_line(error))
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from trainables.embeddings import WordVectors, embedding_matrix
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
 from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings
-from trainables.tracking import TrialRun
+from trainables.tracking import TrialRun, best_effort
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ def run_trial(
     """Train with early stopping, evaluate on test, explain, and log everything to MLflow and Tune.
 
     Any error after the MLflow run exists (model building and checkpoint restore included) marks the run
-    FAILED with `traceback.txt` before Ray retries or gives up on the trial.
+    FAILED with `traceback.txt` before Ray retries or gives up on the trial; if MLflow fails at that, the
+    trial's own error is still the one raised.
     """
     hooks = hooks or TrialHooks()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # no "Checkpoint successfully created" per epoch
@@ -168,7 +169,7 @@ def run_trial(
         run.log_metrics(final)
         run.finish("FINISHED")
     except Exception:
-        run.fail(traceback.format_exc())
+        best_effort(lambda: run.fail(traceback.format_exc()), f"mark MLflow run {run.run_id} FAILED")
         raise
     if hooks.after_finish:
         hooks.after_finish(config)
