@@ -343,7 +343,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
     config = smoke_yaml(
         tmp_path,
         "interrupted",
-        train={"max_epochs": 30, "patience": 30},
+        train={"max_epochs": 12, "patience": 12},
         data={"max_examples": 240},
         resources={"max_concurrent": 1},
     )
@@ -399,7 +399,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
     runs = runs_by_name(out, "interrupted", store)
     assert set(runs) == {"sst2-lstm-tanh-softmax-s1", "sst2-lstm-tanh-sparsemax-s1"}
     assert all(
-        r.info.status == "FINISHED" and loss_steps(out, r, store) == list(range(30)) for r in runs.values()
+        r.info.status == "FINISHED" and loss_steps(out, r, store) == list(range(12)) for r in runs.values()
     )
     finished_after = runs["sst2-lstm-tanh-softmax-s1"]
     assert finished_after.info.end_time == finished_before.info.end_time  # not retrained
@@ -423,7 +423,7 @@ run_sweep(load_config(sys.argv[1]), options, hooks=hooks)
 @pytest.mark.ray
 def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir, tmp_path):
     out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_finished"
-    config = smoke_yaml(tmp_path, "just-finished", resources={"max_concurrent": 1})
+    config = smoke_yaml(tmp_path, "just-finished", grid={"normalizer": ["softmax"]})
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
     try:
         killed = subprocess.run(
@@ -436,7 +436,7 @@ def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir,
     finally:
         kill_ray_under(ray_tmp)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-3000:]
-    (before,) = runs_by_name(out, "just-finished").values()  # max_concurrent 1: the second never started
+    (before,) = runs_by_name(out, "just-finished").values()
     assert before.info.status == "FINISHED"
 
     resumed = start_sweep(["--resume", "just-finished", "--output-dir", str(out)], ray_tmp)
@@ -452,7 +452,7 @@ def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir,
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     for name in ("test/accuracy", "kendall/attn_grad/all/mean", "time/train_s"):
         assert len(client.get_metric_history(after.info.run_id, name)) == 1, name
-    assert all(run.info.status == "FINISHED" for run in runs.values()) and len(runs) == 2
+    assert len(runs) == 1
 
 
 @contextlib.contextmanager
