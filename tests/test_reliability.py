@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import run_sweep
+from sweep import storage
 from sweep.config import load_config
 from sweep.runner import SweepOptions
 from sweep.runner import run_sweep as start_sweep_in_process
@@ -169,6 +170,26 @@ BAD_INPUTS = {
         "no experiment 'never-ran' to resume",
     ),
     "resume with overrides": (lambda t, d: ["--resume", "x", "--seeds", "2"], "drop --seeds"),
+    "name of the parent folder, overwriting": (
+        lambda t, d: ["--preset", "smoke", "--name", "..", "--overwrite"],
+        "name '..' is not allowed; use letters, digits",
+    ),
+    "name with a separator": (
+        lambda t, d: ["--preset", "smoke", "--name", "a/b"],
+        "name 'a/b' is not allowed",
+    ),
+    "name with a leading dot": (
+        lambda t, d: ["--preset", "smoke", "--name", ".x"],
+        "name '.x' is not allowed",
+    ),
+    "negative seed": (
+        lambda t, d: ["--preset", "smoke", "--seeds", "1,-1"],
+        "grid.seed: -1 is not an integer in 0..4294967295",
+    ),
+    "negative split seed": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ndata: {split_seed: -1}\n")],
+        "data.split_seed: -1 must be >= 0",
+    ),
 }
 
 
@@ -566,3 +587,18 @@ def test_trial_resources_are_checked_against_the_nodes_and_the_autoscaler(ray_cl
         check_trial_fits(8, 1, "auto")
     with pytest.raises(ResourceRequestError, match=local):  # the runner's own instance: no autoscaler
         check_trial_fits(4, 1, None)
+
+
+def test_overwrite_removes_only_the_experiments_own_folder(tmp_path):
+    """`--overwrite` ends in `storage.remove_folder(root, name)`: a name that is not one plain folder name
+    is refused, and a good one takes its folder and nothing beside or above it."""
+    root = tmp_path / "ray_results"
+    for folder in ("mine", "other"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "state.json").write_text("{}")
+    (tmp_path / "mlflow.db").write_text("keep")
+    for name in ("..", ".", "", "mine/..", "../ray_results"):
+        with pytest.raises(ValueError, match="not a single folder name"):
+            storage.remove_folder(str(root), name)
+    storage.remove_folder(str(root), "mine")
+    assert sorted(p.name for p in root.iterdir()) == ["other"] and (tmp_path / "mlflow.db").exists()
