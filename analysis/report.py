@@ -125,8 +125,9 @@ def verdict_section(
         "(each averaged over its seeds). Above chance: value − chance exceeds "
         f"{STANDARD_ERRORS} standard errors of its mean over instances. Ceilings: the same statistic "
         "between two seeds' models, for attention and for the other measure. Gap covered: (value − "
-        "chance) / (attention ceiling − chance); — where the ceiling is not above chance, and above 100% "
-        "where attention agrees with the other measure more than with another seed's attention."
+        "chance) / (attention ceiling − chance); — where the ceiling is not above chance by more than "
+        f"{STANDARD_ERRORS} standard errors, and above 100% where attention agrees with the other measure "
+        "more than with another seed's attention."
     )
     parts = [save_table(folder, "verdict", table, verdict_text(table), caption)]
     if pairs.empty:

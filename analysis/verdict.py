@@ -65,6 +65,14 @@ def difference_test(value: pd.Series, chance: pd.Series) -> tuple[float, float, 
     return mean, se, bool(mean > STANDARD_ERRORS * se)
 
 
+def gap_fraction(difference: float, headroom: float, se: float) -> float:
+    """(value − chance) / (ceiling − chance), the share of the way from chance to the seed ceiling; NaN
+    unless the ceiling is above chance by more than the 2 standard errors that bound the difference (a
+    ceiling within noise of chance would turn any difference into thousands of percent)."""
+    noise = STANDARD_ERRORS * se if math.isfinite(se) else 0.0
+    return difference / headroom if headroom > noise and headroom > 0 else math.nan
+
+
 def verdict(instances: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting, attention pair and statistic (`STATISTICS`) with chance levels in `instances`:
     `COLUMNS`. An instance's value and chance level are first averaged over the seeds that scored it, so
@@ -88,7 +96,7 @@ def verdict(instances: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
                 ceiling = float(seeds[column(pair.first, statistic)].mean()) if len(seeds) else math.nan
                 other = float(seeds[column(pair.second, statistic)].mean()) if len(seeds) else math.nan
                 level = float(per_instance[chance].mean()) if len(per_instance) else math.nan
-                gap = difference / (ceiling - level) if ceiling - level > 0 else math.nan
+                gap = gap_fraction(difference, ceiling - level, se)
                 rows.append(
                     dict(zip(SETTING, setting, strict=True))
                     | {

@@ -14,7 +14,7 @@ from analysis.names import PALETTE
 from analysis.replication import comparison, paper_runs
 from analysis.seeds import JSD, adversarial_vs_seeds, seed_agreement, seed_pairs
 from analysis.tables import build, table1_kendall, table2_topk
-from analysis.verdict import verdict, verdict_text
+from analysis.verdict import gap_fraction, verdict, verdict_text
 from trainables import registry
 from trainables.registry import correlation_metric
 
@@ -268,6 +268,24 @@ def test_the_verdict_says_above_chance_only_beyond_two_standard_errors():
     text = verdict_text(table).loc[("sst2", "lstm", "tanh", "softmax", "attention vs gradient", "Kendall τ")]
     assert (text["above chance?"], text["gap covered"]) == ("yes", "34%")
     assert text["value − chance ± 2 SE"] == f"+0.300 ± {2 * grad['difference_se']:.3f}"
+
+
+@pytest.mark.parametrize(
+    ("difference", "headroom", "se", "expected"),
+    [
+        (0.3, 0.88, 0.01, 0.3 / 0.88),  # the ceiling well above chance
+        (
+            -0.019,
+            0.001,
+            0.004,
+            math.nan,
+        ),  # within noise of chance: measured on SST-2 with the published formula
+        (0.1, 0.0, math.nan, math.nan),  # not above chance at all
+        (0.1, 0.05, math.nan, 2.0),  # one instance, no standard error: any headroom counts
+    ],
+)
+def test_the_gap_to_the_ceiling_needs_a_ceiling_clearly_above_chance(difference, headroom, se, expected):
+    assert gap_fraction(difference, headroom, se) == pytest.approx(expected, nan_ok=True)
 
 
 def test_the_verdict_without_seeds_or_chance_levels():
