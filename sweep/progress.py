@@ -15,6 +15,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweep.summary import last_line
 from trainables.settings import run_name
 
 
@@ -71,17 +72,20 @@ class ProgressLines(Callback):
     def __init__(self, total_trials: int, concurrency: int, max_epochs: int, patience: int):
         self.total_trials, self.concurrency = total_trials, concurrency
         self.max_epochs, self.patience = max_epochs, patience
-        self.setup()
+        self._start_clock()
 
-    def setup(self, **info: Any) -> None:
+    def _start_clock(self) -> None:
         self.started = time.monotonic()
         self.clock = SweepClock(self.total_trials, self.concurrency, self.max_epochs)
-        if info:  # Tune starting the experiment (not the constructor)
-            print(
-                f"{self.total_trials} trials, at most {self.concurrency} at a time; "
-                "a line per trial per epoch (--ray-output adds Ray Tune's own tables)",
-                flush=True,
-            )
+
+    def setup(self, **info: Any) -> None:
+        """Tune starting (or resuming) the experiment."""
+        self._start_clock()
+        print(
+            f"{self.total_trials} trials, at most {self.concurrency} at a time; "
+            "a line per trial per epoch (--ray-output adds Ray Tune's own tables)",
+            flush=True,
+        )
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "epochs_without_gain" not in result:  # not an epoch: a run found FINISHED on resume
@@ -109,8 +113,8 @@ class ProgressLines(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._end(trial)
-        reason = str(getattr(trial, "error_msg", "") or "").strip().splitlines()
-        self._print(trials, trial, f"FAILED: {reason[-1][:160] if reason else 'see traceback.txt in MLflow'}")
+        reason = last_line(str(getattr(trial, "error_msg", "") or "")) or "see traceback.txt in MLflow"
+        self._print(trials, trial, f"FAILED: {reason}")
 
     def _end(self, trial: Any) -> None:
         name = run_name(trial.config)

@@ -39,10 +39,16 @@ def summarize(results: Iterable, trial_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), columns=SUMMARY_COLUMNS).sort_values("trial", ignore_index=True)
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of an error's text (a traceback ends with its cause), at most 160 chars;
+    "" for a blank text."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:160] if lines else ""
+
+
 def error_line(error: BaseException) -> str:
-    """The last non-empty line of an error's text (a Ray error ends with its cause), at most 160 chars."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(error).__name__)[:160]
+    """`last_line` of the error, or its type's name when its text is blank."""
+    return last_line(str(error)) or type(error).__name__
 
 
 def tally(summary: pd.DataFrame) -> str:
