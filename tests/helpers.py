@@ -50,11 +50,11 @@ def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] =
     return path
 
 
-def make_model(attention: str, normalizer: str) -> AttentionClassifier:
+def make_model(attention: str, normalizer: str, encoder: str = "lstm") -> AttentionClassifier:
     """Tiny float64 classifier with a decoder scaled up so probabilities spread away from 0.5."""
     torch.manual_seed(0)
     model = AttentionClassifier(
-        vocab_size=50, embed_dim=8, hidden_size=4, attention=attention, normalizer=normalizer
+        vocab_size=50, embed_dim=8, hidden_size=4, encoder=encoder, attention=attention, normalizer=normalizer
     ).double()
     with torch.no_grad():
         model.decoder.weight.mul_(20)

@@ -280,6 +280,31 @@ def test_batch_kendall_tau_b_matches_scipy():
     assert batch_kendall_tau_b([], []).shape == (0,)
 
 
+def test_batch_kendall_tau_and_p_value_match_scipy():
+    # Every branch of scipy's method='auto': exact (tie-free, n <= 33), exact past 33 with at most one
+    # discordant or concordant pair, asymptotic with and without ties; and undefined rows.
+    rng = np.random.default_rng(11)
+    lengths = [0, 1, 2, 3, 33, 34, 56, 130] + list(rng.integers(2, 57, 400))
+    a, b = ragged_pairs(rng, lengths)
+    a[3] = np.full(3, 2.0)  # Constant: NaN.
+    sorted_40 = np.arange(40.0)
+    one_swap = sorted_40.copy()
+    one_swap[[5, 6]] = one_swap[[6, 5]]
+    a += [sorted_40, sorted_40, sorted_40, np.repeat([1.0, 2.0], 20)]
+    b += [sorted_40, one_swap, -one_swap, sorted_40]
+    tau, p = batch_kendall_tau(a, b)
+    expected = [
+        scipy.stats.kendalltau(x, y) if len(x) > 1 and np.ptp(x) > 0 and np.ptp(y) > 0 else None
+        for x, y in zip(a, b)
+    ]
+    np.testing.assert_allclose(
+        tau, [np.nan if e is None else e.statistic for e in expected], rtol=1e-12, atol=1e-15, equal_nan=True
+    )
+    np.testing.assert_allclose(
+        p, [np.nan if e is None else e.pvalue for e in expected], rtol=1e-9, atol=1e-300, equal_nan=True
+    )
+
+
 @pytest.mark.parametrize("statistic", STATISTICS)
 def test_chance_is_the_statistics_mean_over_its_permutations(statistic):
     # Rebuild each permuted b explicitly and average the batched statistic over them.

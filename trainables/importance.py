@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 import torch
 
-from trainables.model import AttentionClassifier
+from trainables import loo_bilstm
+from trainables.model import AttentionClassifier, BiLSTMEncoder
 
 # Rows per forward pass. On one CPU thread, chunks that stay in cache win: LOO for the SST-2 test set took
 # ~4.1 s with 256 rows, ~4.5 s with 64 or 512, ~5.5 s with 8192. A GPU likely prefers thousands.
@@ -60,8 +61,10 @@ def leave_one_out_importance(
     Deleting t shortens the sequence by one (later tokens shift left), as in Jain & Wallace; it is not
     replaced by padding. For a binary output [1 - p, p] the TVD is |p - q|. Deleting the only token of a
     length-1 row leaves an empty input, for which the model outputs sigmoid(decoder bias) = p_empty; the
-    score is then |p - p_empty|. All deletions of the batch run together, at most max_rows sequences (all of
-    one length) per forward pass, in the model's dtype; their logits become probabilities in float64.
+    score is then |p - p_empty|. All deletions of the batch run together, at most max_rows sequences per
+    forward pass, in the model's dtype; their logits become probabilities in float64. For the BiLSTM only
+    the LSTM steps a deletion changes are rerun (`trainables.loo_bilstm`); other encoders rerun each
+    shortened sequence, grouped by length.
     """
     check_batch(tokens, mask)
     if max_rows < 1:
@@ -69,9 +72,12 @@ def leave_one_out_importance(
     lengths = mask.sum(1)
     rows, positions = mask.nonzero(as_tuple=True)  # one deletion per real token, grouped by row
     with eval_mode(model), torch.no_grad():
-        full = _logits(model, tokens, lengths, max_rows)
-        deleted_tokens = _delete_one(tokens, rows, positions, lengths)
-        deleted = _logits(model, deleted_tokens, lengths[rows] - 1, max_rows)
+        if isinstance(model.encoder, BiLSTMEncoder):
+            full, deleted = loo_bilstm.leave_one_out_logits(model, tokens, mask, rows, positions, max_rows)
+        else:
+            full = _logits(model, tokens, lengths, max_rows)
+            deleted_tokens = _delete_one(tokens, rows, positions, lengths)
+            deleted = _logits(model, deleted_tokens, lengths[rows] - 1, max_rows)
     importance = torch.zeros(mask.shape, dtype=torch.float64, device=full.device)
     importance[rows, positions] = _probability_distance(full[rows], deleted)
     return importance
