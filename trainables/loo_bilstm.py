@@ -48,43 +48,37 @@ def leave_one_out_logits(
     forward.run(projected_f, token + steps, zero, zero, lengths, h_f, slot + steps, c_f)
     backward_order = (lengths[:, None] - 1 - steps).clamp(min=0)  # x_{n-1} .. x_0
     backward.run(projected_b, token + backward_order, zero, zero, lengths, h_b, slot + backward_order, c_b)
-    full_hidden = torch.cat([h_f, h_b], -1).view(batch, width + 1, -1)[:, :width]
-    full = _decode(model, full_hidden * mask.unsqueeze(-1), mask)
+    # Padding states need no zeroing: the normalizer gives padding zero weight, so they never reach a logit.
+    full = _decode(model, torch.cat([h_f, h_b], -1).view(batch, width + 1, -1)[:, :width], mask)
 
     deleted = torch.empty(len(rows), dtype=full.dtype, device=full.device)
+    size = rnn.hidden_size
     for chunk in torch.arange(len(rows), device=rows.device).split(max_rows):
         row, i, n = rows[chunk], positions[chunk].unsqueeze(1), lengths[rows[chunk]].unsqueeze(1)
         j = steps[: max(int(n.max()) - 1, 1)]  # positions of the shortened sequences
-        here = torch.arange(len(chunk), device=rows.device).unsqueeze(1) * len(j)  # its row r starts at r W
         # Start from the full sentence's states, shifted left after i: forward h_j, backward h_{j+1}.
-        new_f, new_b = h_f[slot[row] + j], h_b[slot[row] + j + 1]  # [N, W, H]
-        new_f, new_b = new_f.flatten(0, 1), new_b.flatten(0, 1)
+        hidden = torch.cat([h_f[slot[row] + j], h_b[slot[row] + j + 1]], -1)  # [N, W, 2 H]
+        new_f, new_b = hidden.view(-1, 2 * size).split(size, 1)  # views: the runs write into hidden
+        here = torch.arange(len(chunk), device=rows.device).unsqueeze(1) * len(j)  # row r starts at r W
         # Forward: from the state before i (zero if i = 0) over x_{i+1} .. x_{n-1} into positions i ...
         before = (slot[row] + torch.where(i > 0, i - 1, width)).squeeze(1)
+        later = i + steps
         forward.run(
             projected_f,
-            token[row] + i + 1 + steps,
+            token[row] + later + 1,
             h_f[before],
             c_f[before],
             (n - 1 - i).squeeze(1),
             new_f,
-            here + i + steps,
+            here + later,
         )
         # Backward: from the state after i (zero if i = n - 1) over x_{i-1} .. x_0 into positions i - 1 ...
         after = (slot[row] + torch.where(i < n - 1, i + 1, width)).squeeze(1)
-        forward_inputs = (i - 1 - steps).clamp(min=0)
+        earlier = (i - 1 - steps).clamp(min=0)
         backward.run(
-            projected_b,
-            token[row] + forward_inputs,
-            h_b[after],
-            c_b[after],
-            i.squeeze(1),
-            new_b,
-            here + forward_inputs,
+            projected_b, token[row] + earlier, h_b[after], c_b[after], i.squeeze(1), new_b, here + earlier
         )
-        deleted_mask = j < n - 1
-        hidden = torch.cat([new_f, new_b], -1).view(len(chunk), len(j), -1) * deleted_mask.unsqueeze(-1)
-        deleted[chunk] = _decode(model, hidden, deleted_mask)
+        deleted[chunk] = _decode(model, hidden, j < n - 1)
     return full, deleted
 
 
