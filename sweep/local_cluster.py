@@ -226,7 +226,7 @@ def mount_files(mounts: dict[str, str], home: Path) -> list[str]:
         if not source.exists():
             hint = (
                 " (create it: RAY_AUTH_MODE=token ray get-auth-token --generate)"
-                if "auth_token" in local
+                if "auth_token" in remote
                 else ""
             )
             raise LauncherError(f"file_mounts source {local!r} does not exist{hint}")
@@ -358,15 +358,23 @@ def decode_address(hex_address: str) -> str:
 
 
 def describe_sockets(pids: list[int]) -> list[str]:
-    """'address:port  process' for every listening socket of `pids`, by process name then port."""
-    lines = []
-    for address, port, pid in listening_sockets(pids):
-        try:
-            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except OSError:
-            continue
-        lines.append((Path(name).name, port, f"{address}:{port}  {Path(name).name}"))
-    return [text for _, _, text in sorted(lines)]
+    """'address:port  program' for every listening socket of `pids`, by program then port."""
+    found = sorted((process_name(pid), port, address) for address, port, pid in listening_sockets(pids))
+    return [f"{address}:{port}  {name}" for name, port, address in found]
+
+
+def process_name(pid: int) -> str:
+    """The program a process runs: its executable's name, or for Python the module or script it runs."""
+    try:
+        argv = [
+            part.decode(errors="replace") for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ]
+    except OSError:
+        return "?"
+    name = Path(argv[0]).name
+    if name.startswith("python"):
+        name = next((Path(part).name for part in argv[1:] if part and not part.startswith("-")), name)
+    return name
 
 
 # --- command line -----------------------------------------------------------------------------------------
