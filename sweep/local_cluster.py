@@ -1,12 +1,13 @@
 """cluster.yaml on one machine: cluster.local.yaml, generated from it, and the launcher's steps for it.
 
 `ray up` cannot start cluster.local.yaml in Ray 2.60. It first merges the provider's defaults file, which
-the fake multi-node provider lacks in the wheel (`fake_multi_node/example.yaml`: FileNotFoundError); past
-that, the provider has no head node to create (it lists a fixed head without a launch hash, so `ray up`
-would terminate it and fail), no command runner but SSH to an address that is a node id, and so no
-`ray down` either. Ray's documented route for the provider is `RAY_FAKE_CLUSTER=1 ray start --head
---autoscaling-config=...`, which is the head start command of cluster.local.yaml. This module does around
-it, on this machine, what `ray up`, `ray submit` and `ray down` do on a head:
+the wheel lacks for the fake multi-node provider (`fake_multi_node/example.yaml`: FileNotFoundError).
+Past that, the provider lists a fixed head without a launch hash, which `ray up` would replace, but its
+terminate_node fails on that head (KeyError 'node'); and its command runner is SSH to an address that is
+the node id, for `ray up`, `ray submit` and `ray down` alike. Ray's documented route for the provider is
+`RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=...`, which is the Ray start command of
+cluster.local.yaml. This module does around it, on this machine, what `ray up`, `ray submit` and
+`ray down` do on a head:
 
     python -m sweep.local_cluster write       # cluster.local.yaml from cluster.yaml
     python -m sweep.local_cluster up          # the head: file mounts, bootstrap config, setup and start
@@ -79,14 +80,14 @@ HEADER = """\
 # GENERATED from cluster.yaml by `python -m sweep.local_cluster write`: edit cluster.yaml, not this file.
 #
 # The cluster of cluster.yaml on one machine, with Ray's fake multi-node provider: the same head start
-# commands (Ray, then MLflow, here on 127.0.0.1), the same GPU worker type scaling from 0 (its GPU
+# commands (MLflow, here on 127.0.0.1, and Ray), the same GPU worker type scaling from 0 (its GPU
 # declared, not real), the same file mounts. Only these keys differ: provider, auth,
 # available_node_types (node_config, and the workers' resources), setup_commands, head_setup_commands,
 # worker_setup_commands, head_start_ray_commands (sweep/local_cluster.py says how and why).
 # Start, use and stop it from the project root (docs/CLUSTER.md, "Try the launcher on one machine"):
 #   python -m sweep.local_cluster up
 #   python -m sweep.local_cluster submit run_sweep.py -- --preset smoke --address auto --shared-storage \\
-#       --gpus-per-trial 0.5 --tracking-uri http://127.0.0.1:5000 --data-dir ../shared/datasets
+#       --gpus-per-trial 0.5 --tracking-uri http://127.0.0.1:5000 --data-dir "$PWD/../shared/datasets"
 #   python -m sweep.local_cluster down
 
 """
@@ -106,7 +107,7 @@ class CommandError(RuntimeError):
 def local_config(cloud: dict[str, Any]) -> dict[str, Any]:
     """cluster.local.yaml's content from cluster.yaml's: the LOCAL_KEYS replaced, the rest copied."""
     local = copy.deepcopy(cloud)
-    port = re.search(r"ray start --head .*--port=(\d+)", " ".join(cloud["head_start_ray_commands"]))
+    port = re.search(r"ray start --head .*?--port=(\d+)", " ".join(cloud["head_start_ray_commands"]))
     if port is None:
         raise LauncherError("cluster.yaml: no `ray start --head ... --port=N` in head_start_ray_commands")
     local["provider"] = {**FAKE_PROVIDER, "gcs_address": FAKE_PROVIDER["gcs_address"].format(port=port[1])}
@@ -155,6 +156,7 @@ def render(config: dict[str, Any]) -> str:
 
 
 def write_local_file(cloud_file: Path = CLOUD_FILE, local_file: Path = LOCAL_FILE) -> Path:
+    """Regenerate cluster.local.yaml from cluster.yaml (after every change to cluster.yaml)."""
     local_file.write_text(render(local_config(yaml.safe_load(cloud_file.read_text()))))
     return local_file
 
@@ -230,6 +232,8 @@ def mount_files(mounts: dict[str, str], home: Path) -> list[str]:
                 else ""
             )
             raise LauncherError(f"file_mounts source {local!r} does not exist{hint}")
+        if target.exists() and not target.is_symlink():
+            raise LauncherError(f"file_mounts target {remote!r} exists on the head and is not a link")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink():
             target.unlink()
@@ -254,7 +258,9 @@ def up(config_file: Path, folder: Path) -> None:
     print("[1/4] File mounts: " + "; ".join(mount_files(config["file_mounts"], home)))
     (home / BOOTSTRAP_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     for step, key in enumerate(("initialization_commands", "setup_commands", "head_start_ray_commands"), 2):
-        commands = config[key] + (config["head_setup_commands"] if key == "setup_commands" else [])
+        commands = config.get(key, []) + (
+            config.get("head_setup_commands", []) if key == "setup_commands" else []
+        )
         name = "setup commands + head setup commands" if key == "setup_commands" else key.replace("_", " ")
         print(f"[{step}/4] {name}{': none' * (not commands)}", flush=True)
         run_commands(commands, folder)

@@ -194,6 +194,19 @@ def test_submit_needs_a_running_cluster_and_down_stops_nothing_else(tmp_path, ca
     assert "Stopped 0 processes" in capsys.readouterr().out
 
 
+def test_a_sweep_on_a_tracking_server_points_at_its_ui():
+    """The driver's last lines on a cluster name the server's UI, not an `mlflow ui` for an HTTP store."""
+    import run_sweep
+
+    assert (
+        run_sweep.where_to_compare("http://10.0.1.23:5000")
+        == "http://10.0.1.23:5000 (the tracking server's UI)"
+    )
+    assert " ui --backend-store-uri sqlite:////x/mlflow.db --host 127.0.0.1 " in run_sweep.where_to_compare(
+        "sqlite:////x/mlflow.db"
+    )
+
+
 # --- the processes and sockets of a cluster's folder -------------------------------------------------------
 
 
@@ -277,6 +290,20 @@ def with_free_ports(config: dict, ports: dict[str, int]) -> dict:
     return {**config, "provider": provider, "head_start_ray_commands": commands}
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""  # gone meanwhile
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True  # gone meanwhile
+
+
 @pytest.fixture
 def head() -> Iterator[Head]:
     # Short: Ray's socket paths under <folder>/tmp/ray/session_*/sockets/ must stay below 108 characters.
@@ -294,8 +321,10 @@ def head() -> Iterator[Head]:
     try:
         yield Head(folder, laptop, config, ports)
     finally:
-        stop_processes(folder)  # `down` does this; again here when the test failed before it
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            stop_processes(folder)  # `down` does this; again here when the test failed before it
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.ray
@@ -312,14 +341,13 @@ def test_launcher_path_on_one_machine(head, tmp_path):
     assert f"MLflow tracking server: {mlflow_uri}" in started.stdout
 
     pids = cluster_processes(head.folder)
+    seen = set(pids)  # every process of the cluster met along the way must be gone after `down`
     sockets = listening_sockets(pids)
     for port in (head.ports["mlflow"], head.ports["dashboard_port"]):
         assert {address for address, p, _ in sockets if p == port} <= {"127.0.0.1"}, sockets
     assert {address for address, p, _ in sockets if p == head.ports["mlflow"]} == {"127.0.0.1"}
-    dashboards = [
-        pid for pid in pids if b"dashboard/dashboard.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert len(dashboards) == 1 and b"--host=127.0.0.1" in Path(f"/proc/{dashboards[0]}/cmdline").read_bytes()
+    dashboards = [command for command in map(cmdline, pids) if "dashboard/dashboard.py" in command]
+    assert len(dashboards) == 1 and "--host=127.0.0.1" in dashboards[0].split()
 
     sweep = head.run(
         "submit", "--dir", str(head.folder), "run_sweep.py", "--",
@@ -331,6 +359,7 @@ def test_launcher_path_on_one_machine(head, tmp_path):
     assert sweep.returncode == 0, f"{sweep.stdout[-4000:]}\n{sweep.stderr[-4000:]}"
     assert "Sweep 'smoke': 2 trials: 2 finished, 0 failed, 0 unfinished" in sweep.stdout
 
+    seen.update(cluster_processes(head.folder))  # now with the worker node's
     client = MlflowClient(tracking_uri=mlflow_uri)
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
@@ -346,5 +375,6 @@ def test_launcher_path_on_one_machine(head, tmp_path):
     stopped = head.run("down", "--dir", str(head.folder), timeout=60)
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout, stopped.stderr
     assert cluster_processes(head.folder) == []
+    assert not [pid for pid in seen if Path(f"/proc/{pid}").exists() and not zombie(pid)]
     assert not {port for _, port, _ in listening_sockets()} & set(head.ports.values())
     assert (head.folder / "home" / "mlflow" / "mlflow.db").exists() and not (head.folder / "tmp").exists()
