@@ -64,9 +64,11 @@ FAKE_PROVIDER = {
     "disable_launch_config_check": True,
     "use_node_id_as_ip": True,  # the nodes share one address: the autoscaler tells them apart by id
 }
-# A g5.xlarge's CPUs and GPU, which the AWS provider reads from the instance type. The GPU is declared,
-# not real: trials find no CUDA device and train on the CPU. A small object store per worker.
-FAKE_WORKER_RESOURCES = {"CPU": 4, "GPU": 1, "object_store_memory": 200_000_000}
+# A g5.xlarge's GPU, which the AWS provider reads from the instance type with its 4 CPUs; 2 CPUs here,
+# since Ray starts a worker process per CPU on each node and the machines this runs on may have only 2
+# cores. The GPU is declared, not real: trials find no CUDA device and train on the CPU. A small object
+# store per worker.
+FAKE_WORKER_RESOURCES = {"CPU": 2, "GPU": 1, "object_store_memory": 200_000_000}
 # Instead of installing uv, Python and the packages: ~/venv is the virtual environment running `up`.
 VENV_LINK = 'ln -sfn "$ANE_SWEEP_VENV" ~/venv'
 # (pattern in cluster.yaml's head start commands, what cluster.local.yaml has instead); each must match.
@@ -317,7 +319,7 @@ def cluster_processes(folder: Path) -> list[int]:
     return found
 
 
-def stop_processes(folder: Path, grace_s: float = 3.0, timeout_s: float = 20.0) -> int:
+def stop_processes(folder: Path, grace_s: float = 1.0, timeout_s: float = 20.0) -> int:
     """SIGTERM every process of the cluster once, SIGKILL what is left after `grace_s` until none is; how
     many there were. Raises RuntimeError if some outlive SIGKILL for `timeout_s`."""
     seen: set[int] = set()
