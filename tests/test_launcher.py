@@ -364,6 +364,7 @@ def test_launcher_path_on_one_machine(head, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("smoke").experiment_id])
     assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
     assert {run.data.tags["device"] for run in runs} == {"cpu"}  # a declared GPU, no CUDA device
+    assert "Ray assigned GPU(s) [0] but torch sees no CUDA device" in sweep.stdout + sweep.stderr
     workers = {run.data.tags["node_id"] for run in runs}
     # The fake provider numbers the nodes the autoscaler starts: the head ...00000, workers ...00001 on.
     assert all(re.fullmatch(FAKE_HEAD_NODE_ID[:-5] + r"\d{5}", node) for node in workers), workers
