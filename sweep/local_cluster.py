@@ -244,6 +244,18 @@ def mount_files(mounts: dict[str, str], home: Path) -> list[str]:
     return done
 
 
+def own_folder(folder: Path) -> Path:
+    """`folder`, created for this user alone if missing. An existing one must be this user's and closed to
+    others: whoever can write in it controls the head's ~/.bashrc, and so every command run there."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, folder / "home", folder / "tmp"):
+        if path.exists() and (path.stat().st_uid != os.getuid() or path.stat().st_mode & 0o022):
+            raise LauncherError(
+                f"{path} belongs to another user or others may write to it; pick another --dir"
+            )
+    return folder
+
+
 def up(config_file: Path, folder: Path) -> None:
     """`ray up` for the head on this machine: file mounts, bootstrap config, then every head command."""
     config = load_local_config(config_file)
@@ -252,9 +264,9 @@ def up(config_file: Path, folder: Path) -> None:
             f"a cluster already runs in {folder}; stop it first: python -m sweep.local_cluster down"
         )
     started = time.monotonic()
-    home = folder / "home"
+    home = own_folder(folder) / "home"
     for path in (home, folder / "tmp"):
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
     (home / ".bashrc").touch()
     print(f"Head of {config['cluster_name']!r} in {folder}: HOME={home}, TMPDIR={folder / 'tmp'}")
     print("[1/4] File mounts: " + "; ".join(mount_files(config["file_mounts"], home)))

@@ -186,6 +186,18 @@ def test_file_mounts_refuse_escaping_targets_and_missing_sources(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing written outside the head
 
 
+def test_up_refuses_a_folder_that_others_may_write(tmp_path, capsys):
+    """Whoever may write in the head's folder controls its ~/.bashrc, and so the commands run there."""
+    folder = tmp_path / "head"
+    (folder / "home").mkdir(parents=True)
+    (folder / "home").chmod(0o777)
+    with pytest.raises(SystemExit) as exit_:
+        local_cluster.main(["up", str(LOCAL_FILE), "--dir", str(folder)])
+    assert exit_.value.code == 2
+    assert f"{folder / 'home'} belongs to another user or others may write to it" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["home"] and not list((folder / "home").iterdir())
+
+
 def test_submit_needs_a_running_cluster_and_down_stops_nothing_else(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         local_cluster.main(["submit", "--dir", str(tmp_path), "run_sweep.py", "--", "--preset", "smoke"])
