@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from sweep.config import ConfigError, load_config, load_preset, preset_names, with_overrides
 from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, resume_sweep, run_sweep
 from sweep.summary import tally
-from sweep.tracking import TrackingError
+from sweep.tracking import TrackingError, store_scheme
 from trainables.embeddings import EmbeddingError
 from trainables.settings import DataError
 
@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def where_to_compare(tracking_uri: str) -> str:
+    """A tracking server's own UI (on a cluster, through an SSH tunnel), else the command that serves one
+    for the store."""
+    if store_scheme(tracking_uri) in ("http", "https"):
+        return f"{tracking_uri} (the tracking server's UI)"
+    return f"{mlflow_ui_command(tracking_uri)}   (then open http://127.0.0.1:5000)"
+
+
 def mlflow_ui_command(tracking_uri: str) -> str:
     """The MLflow UI command for this store, with the `mlflow` of this interpreter (the venv's after
     `make sweep`), served on loopback only."""
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Word vectors: {describe_embeddings(result.embeddings)}")
     print(result.summary.to_string(index=False))
     print(f"\nRay results: {result.experiment_dir}")
-    print(f"Compare the runs: {mlflow_ui_command(result.tracking_uri)}   (then open http://127.0.0.1:5000)")
+    print(f"Compare the runs: {where_to_compare(result.tracking_uri)}")
     if (result.summary["status"] == "UNFINISHED").any():
         print(f"Continue the unfinished trials: {resume_command(result.name, args)}")
     if not args.no_analysis and result.failed < len(result.summary):

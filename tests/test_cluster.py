@@ -62,7 +62,7 @@ def test_cluster_yaml_matches_ray_autoscaler_schema():
 
 def test_cluster_yaml_layout():
     """What the sweep relies on: GPU workers that scale from zero, the project at the same path on every
-    node, a CUDA torch installed on workers before requirements.txt, MLflow on the head's network."""
+    node, a CUDA torch installed on workers before requirements.txt, MLflow on the head's private IP."""
     config = load_cluster_yaml()
     assert config["provider"]["type"] == "aws"
     assert config["docker"] == {}
@@ -80,10 +80,15 @@ def test_cluster_yaml_layout():
     assert "/whl/cpu" in config["head_setup_commands"][0]
 
     mlflow = next(c for c in config["head_start_ray_commands"] if "mlflow server" in c)
-    for part in ("--host 0.0.0.0", "--port 5000", "--workers 1", "--artifacts-destination s3://"):
+    for part in (
+        '--host "$(cat ~/mlflow/host)"',
+        "--port 5000",
+        "--workers 1",
+        "--artifacts-destination s3://",
+    ):
         assert part in mlflow
     assert "MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in mlflow and "setsid nohup" in mlflow
-    assert "--backend-store-uri sqlite:////home/ubuntu/mlflow/mlflow.db" in mlflow
+    assert '--backend-store-uri "sqlite:///$HOME/mlflow/mlflow.db"' in mlflow  # /home/ubuntu/mlflow/mlflow.db
 
 
 # --- check_shared_storage without a cluster ----------------------------------------------------------

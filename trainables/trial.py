@@ -191,6 +191,7 @@ def train_and_explain(
     tags = {
         "device": device.type,
         "node_ip": ray.util.get_node_ip_address(),
+        "node_id": ray.get_runtime_context().get_node_id(),  # tells nodes apart that share an address
         "embeddings_cached": str(embedding_info["cached"]).lower(),  # loaded from the store, not trained
     }
     if embedding_info["key"] is not None:  # word2vec: the build's name in the store
