@@ -89,10 +89,10 @@ class Example:
     rows: list[Row]
 
 
-def choose_examples(instances: pd.DataFrame, note: str = "") -> list[Choice]:
+def choose_examples(instances: pd.DataFrame) -> list[Choice]:
     """Up to five distinct instances of `instances` (a row per test instance: `index`, `length`, `label`,
-    and where logged `kendall_attn_grad`, `adv_max_jsd`), each reason followed by `note`. Instances of
-    MIN_LENGTH to MAX_LENGTH tokens are preferred; ties go to the lower index."""
+    and where logged `kendall_attn_grad`, `adv_max_jsd`). Instances of MIN_LENGTH to MAX_LENGTH tokens are
+    preferred; ties go to the lower index."""
     for keep in (instances["length"].between(MIN_LENGTH, MAX_LENGTH), instances["length"] >= MIN_LENGTH):
         if keep.any():
             instances = instances[keep]
@@ -105,7 +105,7 @@ def choose_examples(instances: pd.DataFrame, note: str = "") -> list[Choice]:
         frame = frame[~frame["index"].isin([c.index for c in chosen])]
         if not frame.empty:
             row = frame.sort_values(["_key", "index"], kind="stable").iloc[0]
-            chosen.append(Choice(int(row["index"]), reason(row) + note))
+            chosen.append(Choice(int(row["index"]), reason(row)))
 
     tau = instances.get("kendall_attn_grad")
     if tau is not None:
@@ -118,8 +118,11 @@ def choose_examples(instances: pd.DataFrame, note: str = "") -> list[Choice]:
         if label == "all":
             continue
         part = instances[instances["label"] == int(label)]
-        key = (part[tau.name] - part[tau.name].median()).abs() if tau is not None else part["index"]
-        pick(part, key, lambda row, name=name: f"a typical {name} instance (τ nearest its class's median)")
+        if tau is not None:
+            key, why = (part[tau.name] - part[tau.name].median()).abs(), "τ nearest its class's median"
+        else:
+            key, why = part["index"], "the first of its class"
+        pick(part, key, lambda row, name=name, why=why: f"a {name} instance ({why})")
     return chosen
 
 
@@ -210,7 +213,8 @@ td { padding: 0.2em 0; line-height: 1.9; }
 span.key { display: inline-block; width: 0.6em; height: 1.1em; vertical-align: middle;
            margin-right: 0.4em; }
 span.t { padding: 0.1em 0.25em; margin-right: 0.15em; border-radius: 0.2em; border: 1px solid #ddd; }
-div.legend { display: flex; align-items: center; gap: 0.6em; font-size: 0.9em; }
+div.legend { display: flex; align-items: center; gap: 0.6em; font-size: 0.9em; white-space: nowrap; }
+p.note { font-size: 0.85em; color: #444; margin: 0.4em 0 0; }
 div.ramp { width: 14em; height: 1em; border: 1px solid #999;
            background: linear-gradient(to right, #ffffff, HIGH); }
 """.replace("HIGH", background(1.0))
@@ -253,10 +257,11 @@ def to_html(examples: list[Example], title: str) -> str:
         for example in examples
     ]
     legend = (
-        f'<div class="legend"><span>0</span><div class="ramp"></div><span>the row\'s largest score</span>'
-        f"<span>({html.escape(SCALE_NOTE)}; hover a token for its score; comprehensiveness: the mean drop "
-        "in the predicted class's probability when the measure's top 10%, 20%, ..., 90% of tokens are "
-        "deleted)</span></div>"
+        '<div class="legend"><span>0</span><div class="ramp"></div>'
+        "<span>the row's largest score</span></div>"
+        f'<p class="note">{html.escape(SCALE_NOTE.capitalize())}; hover a token for its score. '
+        "Comprehensiveness: the mean drop in the predicted class's probability when the measure's top 10%, "
+        "20%, ..., 90% of the tokens are deleted.</p>"
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
