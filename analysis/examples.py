@@ -28,7 +28,8 @@ def dataset_choices(instances: pd.DataFrame) -> dict[str, tuple[int, list[Choice
     for dataset, part in instances.groupby("dataset", sort=True):
         columns = {name: how for name, how in CHOICE_COLUMNS.items() if name in part}
         pooled = part.groupby("index", as_index=False).agg(columns)
-        choices[dataset] = (part["run_id"].nunique(), choose_examples(pooled))
+        trials = part["run_id"].nunique()
+        choices[dataset] = (trials, choose_examples(pooled, trials))
     return choices
 
 
@@ -55,7 +56,7 @@ def write_example_figures(
         "exact scores.\n"
     ]
     for dataset, (trials, chosen) in choices.items():
-        lines.append(f"Instances of `{dataset}` (τ and JSD: the mean over its {trials} finished trials):\n")
+        lines.append(f"Instances of `{dataset}` ({trials} finished trials):\n")
         lines += [f"- {choice.index}: {choice.reason}" for choice in chosen]
         lines.append("")
     paths: list[Path] = []

@@ -7,16 +7,14 @@ import functools
 import os
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from matplotlib.image import imread
 
-from tests.helpers import make_model
+from tests.helpers import check_page, make_model, parse_page
 from trainables import registry
 from trainables.data import Split
 from trainables.examples import (
@@ -55,46 +53,6 @@ def tiny_explanation() -> Explanation:
     return explanation
 
 
-class PageParser(HTMLParser):
-    """Per instance section: its index and, per measure row, the `data-value` of every token span."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sections: list[dict] = []
-        self.tags: set[str] = set()
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        self.tags.add(tag)
-        self.links += [value for name, value in attrs if name in ("src", "href") and value]
-        if tag == "section":
-            self.sections.append({"index": int(attributes["data-index"]), "rows": {}})
-        elif tag == "tr":
-            self.row = self.sections[-1]["rows"].setdefault(attributes["data-measure"], [])
-        elif tag == "span" and "data-value" in attributes:
-            self.row.append(float(attributes["data-value"]))
-
-
-def parse_page(page: str) -> PageParser:
-    parser = PageParser()
-    parser.feed(page)
-    return parser
-
-
-def check_page(page: str, tokens: pd.DataFrame, columns: dict[str, str]) -> list[dict]:
-    """Assert that every section has one row per measure of `columns` (row key -> `tokens` column), whose
-    values are the instance's scores there; return the sections."""
-    parser = parse_page(page)
-    tokens = tokens.set_index("index")
-    assert parser.sections and "script" not in parser.tags and not parser.links  # no code, no network asset
-    for section in parser.sections:
-        assert list(section["rows"]) == list(columns)
-        for key, column in columns.items():
-            np.testing.assert_array_equal(section["rows"][key], tokens.loc[section["index"], column])
-    return parser.sections
-
-
 def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
     instances = tiny_explanation().instances
     choices = choose_examples(instances)
@@ -108,6 +66,9 @@ def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
         int(agree["index"]), f"attention agrees most with gradient (τ = {agree.kendall_attn_grad:.2f})"
     )
     assert choices[1].reason.startswith("attention agrees least with gradient (τ = ")
+    pooled = choose_examples(instances, trials=3)
+    assert [c.index for c in pooled] == [c.index for c in choices]
+    assert pooled[0].reason.startswith("attention agrees most with gradient (mean of 3 trials: τ = ")
     assert choices[2].reason.startswith("most different adversarial attention (JSD = ")
     labels = instances.set_index("index")["label"]
     assert [labels[choice.index] for choice in choices[3:]] == [0, 1]

@@ -89,10 +89,12 @@ class Example:
     rows: list[Row]
 
 
-def choose_examples(instances: pd.DataFrame) -> list[Choice]:
+def choose_examples(instances: pd.DataFrame, trials: int = 1) -> list[Choice]:
     """Up to five distinct instances of `instances` (a row per test instance: `index`, `length`, `label`,
-    and where logged `kendall_attn_grad`, `adv_max_jsd`). Instances of MIN_LENGTH to MAX_LENGTH tokens are
-    preferred; ties go to the lower index."""
+    and where logged `kendall_attn_grad`, `adv_max_jsd`: one trial's, or the mean of `trials` trials', as
+    the reasons then say). Instances of MIN_LENGTH to MAX_LENGTH tokens are preferred; ties go to the
+    lower index."""
+    mean = f"mean of {trials} trials: " if trials > 1 else ""
     for keep in (instances["length"].between(MIN_LENGTH, MAX_LENGTH), instances["length"] >= MIN_LENGTH):
         if keep.any():
             instances = instances[keep]
@@ -109,11 +111,23 @@ def choose_examples(instances: pd.DataFrame) -> list[Choice]:
 
     tau = instances.get("kendall_attn_grad")
     if tau is not None:
-        pick(instances, -tau, lambda row: f"attention agrees most with gradient (τ = {row[tau.name]:.2f})")
-        pick(instances, tau, lambda row: f"attention agrees least with gradient (τ = {row[tau.name]:.2f})")
+        pick(
+            instances,
+            -tau,
+            lambda row: f"attention agrees most with gradient ({mean}τ = {row[tau.name]:.2f})",
+        )
+        pick(
+            instances,
+            tau,
+            lambda row: f"attention agrees least with gradient ({mean}τ = {row[tau.name]:.2f})",
+        )
     if "adv_max_jsd" in instances:
         jsd = instances["adv_max_jsd"]
-        pick(instances, -jsd, lambda row: f"most different adversarial attention (JSD = {row[jsd.name]:.2f})")
+        pick(
+            instances,
+            -jsd,
+            lambda row: f"most different adversarial attention ({mean}JSD = {row[jsd.name]:.2f})",
+        )
     for label, name in registry.CLASSES.items():
         if label == "all":
             continue
