@@ -1,11 +1,10 @@
-"""Erasure faithfulness figures from the per-instance artifacts: which measure's top tokens move the
-prediction most (DeYoung et al. 2020; trainables/faithfulness.py computes the curves).
+"""The erasure faithfulness figure from the per-instance artifacts: which measure's top tokens move the
+prediction most (DeYoung et al. 2020; trainables/faithfulness.py computes it).
 
-- `faithfulness_figure`: per setting, the mean comprehensiveness and sufficiency curves over the erased
-  percentages, one line per measure and the random order dashed.
-- `faithfulness_summary_figure`: every setting's comprehensiveness and sufficiency AOPC per measure as
-  grouped bars, the random order's in grey, so settings and normalizers compare at a glance.
-Instances of all seeds of a setting are pooled.
+`faithfulness_figure`: every setting's comprehensiveness and sufficiency AOPC per measure as grouped bars,
+the random order's hatched, so measures, settings and normalizers compare at a glance. Instances of all
+seeds of a setting are pooled. One figure for the whole sweep keeps the analysis's cost flat in the
+number of settings; the per-percentage curves stay in `instances.parquet` for a closer look.
 """
 
 from __future__ import annotations
@@ -16,19 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.figures import new_figure, save, seeds_text, select
-from analysis.names import PALETTE, setting_name, setting_title
+from analysis.figures import new_figure, save, select
+from analysis.names import PALETTE, setting_name
 from trainables import registry
 from trainables.registry import Measure
 
-AXIS_LABELS = {
-    "comprehensiveness": (
-        "top tokens deleted (% of the instance's tokens)",
-        "mean drop in P(predicted class)",
-    ),
-    "sufficiency": ("top tokens kept alone (% of the instance's tokens)", "mean drop in P(predicted class)"),
-}
-LEGEND_COLUMNS = 4  # orders a row of the summary's legend (their labels are short)
+LEGEND_COLUMNS = 4  # orders a row of the legend (their labels are short)
 TITLES = {
     "comprehensiveness": "Comprehensiveness: delete the top tokens (higher: more faithful)",
     "sufficiency": "Sufficiency: keep only the top tokens (lower: more faithful)",
@@ -40,39 +32,9 @@ def has_faithfulness(instances: pd.DataFrame) -> bool:
 
 
 def order_style(order: Measure) -> dict:
-    """A measure's colour; the random order grey and dashed."""
-    dashed = order == registry.RANDOM_ORDER
-    return {"color": PALETTE["measure"].get(order.name, "black"), "ls": "--" if dashed else "-"}
-
-
-def faithfulness_figure(instances: pd.DataFrame, setting: dict) -> Figure:
-    """Mean curve over instances of each logged order, comprehensiveness and sufficiency side by side."""
-    orders = registry.logged_erasure_orders(instances.columns)
-    percents = registry.ERASURE_PERCENTS
-    figure = new_figure(13, 5)
-    for ax, erasure in zip(figure.subplots(1, 2), registry.ERASURES, strict=True):
-        for order in orders:
-            curves = instances[registry.erasure_curve_column(erasure, order.short)].dropna()
-            curves = np.stack(curves.to_numpy())
-            aopc = instances[registry.erasure_column(erasure, order.short)].mean()
-            ax.plot(
-                percents,
-                curves.mean(0),
-                marker="o",
-                lw=2,
-                label=f"{order.label} (AOPC {aopc:.3f})",
-                **order_style(order),
-            )
-        ax.axhline(0, color="0.5", lw=0.8, ls=":")
-        ax.set(title=TITLES[erasure], xlabel=AXIS_LABELS[erasure][0], ylabel=AXIS_LABELS[erasure][1])
-        ax.set_xticks(percents)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    figure.suptitle(
-        f"Which measure's top tokens move the prediction most: {setting_title(setting)}\n"
-        f"{len(instances)} test instances ({seeds_text(instances)}); AOPC: the mean over the percentages"
-    )
-    return figure
+    """A measure's bar colour; the random order's grey and hatched."""
+    hatch = "//" if order == registry.RANDOM_ORDER else None
+    return {"color": PALETTE["measure"].get(order.name, "black"), "hatch": hatch}
 
 
 def standard_error(values: pd.Series) -> float:
@@ -81,7 +43,7 @@ def standard_error(values: pd.Series) -> float:
     return 2 * values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
 
 
-def faithfulness_summary_figure(instances: pd.DataFrame, settings: list[dict]) -> Figure:
+def faithfulness_figure(instances: pd.DataFrame, settings: list[dict]) -> Figure:
     """Per erasure a panel of grouped bars: settings along x, one bar per logged order (mean AOPC over the
     setting's instances of every seed, ± 2 standard errors)."""
     orders = registry.logged_erasure_orders(instances.columns)
@@ -94,14 +56,12 @@ def faithfulness_summary_figure(instances: pd.DataFrame, settings: list[dict]) -
             column = registry.erasure_column(erasure, order.short)
             means = [part[column].mean() for part in parts]
             errors = [standard_error(part[column]) for part in parts]
-            style = order_style(order)
             ax.bar(
                 np.arange(len(parts)) + (number - (len(orders) - 1) / 2) * width,
                 means,
                 width,
                 yerr=errors,
-                color=style["color"],
-                hatch="//" if style["ls"] == "--" else None,
+                **order_style(order),
                 edgecolor="white",
                 label=order.label,
                 capsize=2,
@@ -119,20 +79,15 @@ def faithfulness_summary_figure(instances: pd.DataFrame, settings: list[dict]) -
     return figure
 
 
-def write_faithfulness_figures(instances: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[Path]:
-    """`faithfulness_<setting>` for every expected setting whose instances hold faithfulness, and the
-    `faithfulness` summary of those settings (PNG, SVG, PDF); none for trials that predate it."""
-    if instances.empty or not has_faithfulness(instances):
+def write_faithfulness_figure(instances: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[Path]:
+    """`faithfulness` (PNG, SVG, PDF) of the expected settings whose instances hold faithfulness; nothing
+    for trials that predate it."""
+    drawn = [
+        setting
+        for setting in settings.to_dict("records")
+        if has_faithfulness(select(instances, setting).dropna(axis=1, how="all"))
+    ]
+    if not drawn:
         return []
     folder.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    drawn = []
-    for setting in settings.to_dict("records"):
-        part = select(instances, setting)
-        if part.empty or not has_faithfulness(part.dropna(axis=1, how="all")):
-            continue
-        drawn.append(setting)
-        paths += save(faithfulness_figure(part, setting), folder / f"faithfulness_{setting_name(setting)}")
-    if drawn:
-        paths += save(faithfulness_summary_figure(instances, drawn), folder / "faithfulness")
-    return paths
+    return save(faithfulness_figure(instances, drawn), folder / "faithfulness")

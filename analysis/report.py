@@ -10,7 +10,7 @@ import pandas as pd
 
 from analysis.aggregate import axis_values, expected_settings, trial_status
 from analysis.examples import write_example_figures
-from analysis.faithfulness import write_faithfulness_figures
+from analysis.faithfulness import write_faithfulness_figure
 from analysis.figures import seeds_text, write_figures
 from analysis.load import connect, fetch_instances, fetch_runs, fetch_tokens
 from analysis.markup import to_latex, to_markdown
@@ -170,8 +170,8 @@ def faithfulness_section(tables: dict[str, str]) -> list[str]:
     if "faithfulness" not in tables:
         return ["Not computed: the trials logged no erasure faithfulness (they predate it).\n"]
     return [
-        "Which measure's top tokens move the prediction most: figures `faithfulness` (every setting) and "
-        "`faithfulness_<setting>` (the curves over the erased percentages).\n",
+        "Which measure's top tokens move the prediction most, every setting side by side: figure "
+        "`faithfulness`.\n",
         tables["faithfulness"],
     ]
 
@@ -242,7 +242,7 @@ def analyze(experiment: str, tracking_uri: str | None = None, out_dir: str | Pat
     sections = write_tables(runs, instances, pairs, folder / "tables")
     settings = expected_settings(runs)
     write_figures(instances, settings, pairs, folder / "figures")
-    write_faithfulness_figures(instances, settings, folder / "figures")
+    write_faithfulness_figure(instances, settings, folder / "figures")
     _, sections[EXAMPLES_SECTION] = write_example_figures(instances, tokens, settings, folder / "figures")
     write_report(folder, experiment, client.tracking_uri, runs, sections)
     return folder

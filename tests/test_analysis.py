@@ -79,7 +79,7 @@ def test_every_table_and_figure_file_is_written(analysed):
     # the smoke grid has SST tanh softmax and sparsemax, settings with published values, but its 2-epoch
     # models on 300 sentences are no replication; with one seed there is nothing to compare seeds with
     tables = {f"tables/{name}.{ext}" for name in (*TABLES, "verdict") for ext in ("csv", "md", "tex")}
-    kinds = ("density", "counterfactual", "faithfulness", "examples")
+    kinds = ("density", "counterfactual", "examples")
     stems = [f"{kind}_{setting}" for kind in kinds for setting in SETTINGS]
     figures = {
         f"figures/{stem}.{ext}"
@@ -147,7 +147,7 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
 def test_the_figures_are_real_images(analysed):
     folder, _ = analysed
     pngs = sorted((folder / "figures").glob("*.png"))
-    assert len(pngs) == 10
+    assert len(pngs) == 8
     for png in pngs:
         image = imread(png)
         assert image.ndim == 3 and min(image.shape[:2]) > 400

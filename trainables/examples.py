@@ -323,20 +323,20 @@ def examples_figure(examples: list[Example], title: str) -> Figure:
             ax = axes(top, block - WORDS_HEIGHT)
             cells = np.full((len(example.rows), TOKENS_PER_LINE), np.nan)
             cells[:, : stop - start] = matrix[:, start:stop]
-            ax.imshow(cells, cmap=SCALE, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
-            ax.set_yticks(range(len(example.rows)), [row_label(row) for row in example.rows], fontsize=8)
+            ax.pcolormesh(cells, cmap=SCALE, vmin=0, vmax=1, edgecolors="white", linewidth=1.5)
+            ax.set(xlim=(0, TOKENS_PER_LINE), ylim=(len(example.rows), 0))  # first row on top
+            ax.set_yticks(
+                np.arange(len(example.rows)) + 0.5, [row_label(row) for row in example.rows], fontsize=8
+            )
             ax.set_xticks(
-                range(stop - start),
+                np.arange(stop - start) + 0.5,
                 example.words[start:stop],
                 rotation=40,
                 ha="right",
                 rotation_mode="anchor",
                 fontsize=9,
             )
-            ax.set_xticks(np.arange(-0.5, TOKENS_PER_LINE), minor=True)
-            ax.set_yticks(np.arange(-0.5, len(example.rows)), minor=True)
-            ax.grid(which="minor", color="white", lw=1.5)
-            ax.tick_params(which="both", length=0)
+            ax.tick_params(length=0)
             for spine in ax.spines.values():
                 spine.set_visible(False)
             top += block
