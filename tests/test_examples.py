@@ -10,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from matplotlib.image import imread
 
+from analysis.examples import write_example_figures
 from tests.helpers import check_page, make_model, parse_page
 from trainables import registry
 from trainables.data import Split
@@ -38,7 +40,7 @@ def tiny_explanation() -> Explanation:
     """A trial's explanation of 12 generated sentences by a tiny random model, with words as a trial adds
     them (some of which need escaping)."""
     rng = np.random.default_rng(0)
-    sentences = [rng.integers(1, 50, size=n) for n in [3, 8, 12, 6, 9, 15, 5, 7, 10, 4, 62, 6]]
+    sentences = [rng.integers(1, 50, size=n) for n in [3, 8, 12, 6, 9, 15, 5, 7, 10, 4, 11, 6]]
     sentences[1][:3] = [2, 3, 4]
     split = Split(tokens=sentences, labels=np.array([0, 1] * 6))
     explanation = explain(
@@ -59,7 +61,12 @@ def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
     assert choices == choose_examples(instances.sample(frac=1, random_state=3))  # order does not matter
     assert len({choice.index for choice in choices}) == len(choices) == 5
     lengths = instances.set_index("index")["length"]
-    assert all(5 <= lengths[choice.index] <= 60 for choice in choices)  # not the 3- or 62-token sentence
+    assert all(5 <= lengths[choice.index] <= 60 for choice in choices)  # not the 3- or 4-token sentence
+    extremes = pd.DataFrame(
+        {"index": [100, 101], "length": [61, 4], "label": [0, 1], "kendall_attn_grad": [1.0, -1.0]}
+    )
+    assert choose_examples(pd.concat([instances, extremes]))[:2] == choices[:2]  # too long, too short
+    assert [c.index for c in choose_examples(extremes)] == [100]  # too long beats too short, if nothing else
     eligible = instances[instances["length"].between(5, 60)]
     agree = eligible.sort_values(["kendall_attn_grad", "index"], ascending=[False, True]).iloc[0]
     assert choices[0] == Choice(
@@ -157,3 +164,17 @@ def test_examples_without_words_or_adversary_fall_back_to_token_ids() -> None:
     assert example.words[:3] == ["#2", "#3", "#4"]
     assert [row.key for row in example.rows] == ["attention", "gradient", "loo"]
     assert set(example.taus) == {pair.label for pair in registry.pairs()}
+
+
+def test_the_analysis_says_why_it_draws_no_examples(tmp_path: Path) -> None:
+    """Trials that predate the words in `tokens.parquet`, or left no results, get a note, not a figure."""
+    explanation = tiny_explanation()
+    axes = {"run_id": "r", "dataset": "sst2", "encoder": "lstm", "attention": "tanh", "normalizer": "softmax"}
+    instances = explanation.instances.assign(**axes, seed=1)
+    tokens = explanation.tokens.drop(columns=["words"]).assign(**axes, seed=1)
+    settings = pd.DataFrame([{k: v for k, v in axes.items() if k != "run_id"}])
+    paths, lines = write_example_figures(instances, tokens, settings, tmp_path)
+    assert paths == [] and lines[0].startswith("Not drawn: the trials' `tokens.parquet` hold no words")
+    paths, lines = write_example_figures(instances.iloc[:0], tokens, settings, tmp_path)
+    assert paths == [] and lines[0].startswith("Not drawn: no finished trial left")
+    assert not any(tmp_path.iterdir())
