@@ -287,11 +287,16 @@ def test_the_analysis_of_a_sweep_with_attributions_shows_every_pair(ray_cluster,
         row = agreement[agreement["metric"] == f"kendall/{pair.name}/all/mean"]
         assert len(row) == 1 and row["n_seeds"].item() == 1 and row["mean"].notna().item(), pair
     timing = set(pd.read_csv(folder / "tables" / "timing.csv")["metric"])
-    assert {f"time/{method}_s" for method in ATTRIBUTION_METHODS} <= timing
+    assert {f"time/{method}_s" for method in ATTRIBUTION_METHODS} | {"time/faithfulness_s"} <= timing
+    faithfulness = pd.read_csv(folder / "tables" / "faithfulness.csv")
+    measures = registry.measures(ATTRIBUTION_METHODS)
+    assert list(dict.fromkeys(faithfulness["measure"])) == [measure.label for measure in measures]
+    assert faithfulness["mean"].notna().all() and faithfulness["chance"].notna().all()
     setting = {"dataset": "sst2", "encoder": "lstm", "attention": "tanh", "normalizer": "softmax"}
     name = "sst2-lstm-tanh-softmax"
     assert (folder / "figures" / f"density_{name}.png").exists()
     assert (folder / "figures" / f"agreement_{name}.png").exists()
+    assert (folder / "figures" / f"examples_{name}.png").exists()
     instances = load_instances(config.name, result.tracking_uri)
     legends = {
         text.get_text().split(" (")[0]
