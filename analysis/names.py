@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from trainables import registry
+from trainables.examples import ROW_COLOURS
 from trainables.registry import Pair, Statistic, correlation_metric
 from trainables.settings import AXES
 
@@ -33,6 +34,7 @@ PALETTE = {
         "uniform": "#888888",
     },
     "class": {"0": "#D55E00", "1": "#56B4E9"},
+    "measure": ROW_COLOURS,  # by measure name (and `random`, `adv_attention`), as in the explanation pages
     "jsd": {"adversarial": "#CC3311", "seeds": "#009988"},  # adversarial attention, another seed's
     "infeasible": "#7F7F7F",
 }

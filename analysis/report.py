@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.aggregate import axis_values, expected_settings, trial_status
+from analysis.examples import write_example_figures
+from analysis.faithfulness import write_faithfulness_figure
 from analysis.figures import seeds_text, write_figures
 from analysis.load import connect, fetch_instances, fetch_runs, fetch_tokens
 from analysis.markup import to_latex, to_markdown
 from analysis.names import SETTING, logged_chance
 from analysis.replication import comparison, comparison_text, paper_runs
 from analysis.seeds import (
-    TOKEN_COLUMNS,
     adversarial_vs_seeds,
     adversarial_vs_seeds_text,
     seed_agreement,
@@ -28,6 +29,8 @@ from analysis.verdict import STANDARD_ERRORS, verdict, verdict_text
 from sweep.tracking import DEFAULT_OUTPUT_DIR
 
 CALIBRATED_TABLES = ("table1_kendall_softmax", "table2_topk", "agreement_all_pairs")  # with chance levels
+OWN_SECTION_TABLES = (*CALIBRATED_TABLES, "faithfulness")
+EXAMPLES_SECTION = "Example explanations"
 
 
 def default_out_dir() -> Path:
@@ -162,6 +165,17 @@ def replication_section(runs: pd.DataFrame, folder: Path) -> list[str]:
     return parts
 
 
+def faithfulness_section(tables: dict[str, str]) -> list[str]:
+    """The erasure faithfulness table, or why there is none."""
+    if "faithfulness" not in tables:
+        return ["Not computed: the trials logged no erasure faithfulness (they predate it).\n"]
+    return [
+        "Which measure's top tokens move the prediction most, every setting side by side: figure "
+        "`faithfulness`.\n",
+        tables["faithfulness"],
+    ]
+
+
 def write_tables(
     runs: pd.DataFrame, instances: pd.DataFrame, pairs: pd.DataFrame, folder: Path
 ) -> dict[str, list[str]]:
@@ -173,9 +187,10 @@ def write_tables(
         "Agreement between measures, against chance": chance_section(runs, tables),
         "Agreement between seeds": seed_section(runs, instances, pairs, folder),
         "Verdict": verdict_section(runs, instances, pairs, folder),
+        "Erasure faithfulness": faithfulness_section(tables),
         "Beside the published numbers": replication_section(runs, folder),
         "Counterfactual attention, model quality, timing": [
-            markdown for name, markdown in tables.items() if name not in CALIBRATED_TABLES
+            markdown for name, markdown in tables.items() if name not in OWN_SECTION_TABLES
         ],
     }
 
@@ -183,7 +198,7 @@ def write_tables(
 def write_report(
     folder: Path, experiment: str, uri: str, runs: pd.DataFrame, sections: dict[str, list[str]]
 ) -> Path:
-    """`report.md`: the trials' status, every section's tables or notes, and every figure's PNG."""
+    """`report.md`: the trials' status, every section's tables or notes, and every other figure's PNG."""
     status = trial_status(runs)
     problems = status[status["status"] != "FINISHED"]
     lines = [
@@ -199,7 +214,11 @@ def write_report(
     lines += [
         "## Figures",
         "",
-        *(f"![{png.stem}](figures/{png.name})\n" for png in sorted((folder / "figures").glob("*.png"))),
+        *(
+            f"![{png.stem}](figures/{png.name})\n"
+            for png in sorted((folder / "figures").glob("*.png"))
+            if not png.stem.startswith("examples_")  # in their own section
+        ),
     ]
     path = folder / "report.md"
     path.write_text("\n".join(lines))
@@ -218,9 +237,12 @@ def analyze(experiment: str, tracking_uri: str | None = None, out_dir: str | Pat
     folder.mkdir(parents=True, exist_ok=True)
     runs.to_csv(folder / "runs.csv", index=False)
     instances = fetch_instances(client, runs)
-    tokens = fetch_tokens(client, runs, TOKEN_COLUMNS) if several_seeds(runs) else instances.iloc[:0]
-    pairs = seed_pairs(tokens)
+    tokens = fetch_tokens(client, runs)
+    pairs = seed_pairs(tokens if several_seeds(runs) else tokens.iloc[:0])
     sections = write_tables(runs, instances, pairs, folder / "tables")
-    write_figures(instances, expected_settings(runs), pairs, folder / "figures")
+    settings = expected_settings(runs)
+    write_figures(instances, settings, pairs, folder / "figures")
+    write_faithfulness_figure(instances, settings, folder / "figures")
+    _, sections[EXAMPLES_SECTION] = write_example_figures(instances, tokens, settings, folder / "figures")
     write_report(folder, experiment, client.tracking_uri, runs, sections)
     return folder

@@ -190,7 +190,39 @@ def timing(runs: pd.DataFrame) -> TableSpec:
     )
 
 
-TABLES = (table1_kendall, table2_topk, agreement, counterfactual, model_quality, timing)
+def faithfulness(runs: pd.DataFrame) -> TableSpec:
+    """Erasure faithfulness (DeYoung et al. 2020) of every logged measure per class, each beside the same
+    with tokens in random order (the chance columns) and the difference."""
+    orders = registry.logged_erasure_orders(runs.columns)
+    measures = [order for order in orders if order != registry.RANDOM_ORDER]
+    random = registry.RANDOM_ORDER.short if registry.RANDOM_ORDER in orders else None
+    cells = [
+        Cell(
+            registry.erasure_metric(erasure, measure.short, label, "mean"),
+            (CLASSES[label], measure.label, erasure, "AOPC mean ± std"),
+            registry.erasure_metric(erasure, measure.short, label, "std"),
+            registry.erasure_metric(erasure, random, label, "mean") if random else None,
+        )
+        for label in CLASSES
+        for measure in measures
+        for erasure in registry.ERASURES
+    ]
+    percents = registry.ERASURE_PERCENTS
+    return TableSpec(
+        "faithfulness",
+        "Erasure faithfulness per true class (DeYoung et al. 2020, ERASER): for each test instance, the "
+        f"measure's top {percents[0]}%, {percents[1]}%, ..., {percents[-1]}% of tokens (rounded up) are "
+        "deleted (comprehensiveness) or kept alone (sufficiency), and the drop in the predicted class's "
+        "probability is averaged over the percentages (AOPC); mean ± std over test instances. A measure "
+        "whose top tokens the prediction rests on has high comprehensiveness and low sufficiency. chance: "
+        "the same with the tokens in random order; above chance: the measure's value minus it.",
+        ("class", "measure", "erasure", "statistic"),
+        tuple(cells),
+        row_levels=("class", "measure"),
+    )
+
+
+TABLES = (table1_kendall, table2_topk, agreement, faithfulness, counterfactual, model_quality, timing)
 
 
 def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,9 @@ vocabulary: the cost depends on shapes, not weights. Run from the repository roo
 python -m benchmarks.bench_explain [--normalizer sparsemax]. Prints `name: value` lines. Targets (1,821
 sentences, 1 thread): gradient + LOO + correlations + chance levels under 10 s, chance levels at most twice
 what the correlations cost when that target was set (2.93 s, scipy's kendalltau once per instance; the
-correlations are vectorised since), adversarial search under 90 s at 500 steps.
+correlations are vectorised since), adversarial search under 90 s at 500 steps. The erasure faithfulness a
+trial also runs (trainables/faithfulness.py) is printed with its cost beside leave-one-out's and its share
+of the phase.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main() -> None:
     chance_ratio = times["time/chance_s"] / times["time/correlation_s"]
     adversarial_s = times.get("time/adversarial_s", float("nan"))
     permutation_s = times.get("time/permutation_s", float("nan"))
+    faithfulness_s = times.get("time/faithfulness_s", float("nan"))
     subset = None if len(test) == TARGET_INSTANCES else f"target is for all {TARGET_INSTANCES} test sentences"
     other_steps = None if args.steps == TARGET_STEPS else f"target is for {TARGET_STEPS} steps"
 
@@ -130,6 +133,9 @@ def main() -> None:
         ),
         ("adversarial_frac_infeasible", f"{explanation.metrics['adversarial/all/frac_infeasible']:.3f}"),
         ("permutation_s", f"{permutation_s:.2f}"),
+        ("faithfulness_s", f"{faithfulness_s:.2f}"),
+        ("faithfulness_over_loo", f"{faithfulness_s / times['time/loo_s']:.2f}"),
+        ("faithfulness_share_of_explain", f"{faithfulness_s / wall:.3f}"),
     ):
         print(f"{name}: {value}")
 

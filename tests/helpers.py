@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import os
 import signal
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from trainables.model import AttentionClassifier
@@ -93,3 +95,45 @@ def kill_sparsemax_worker(config: dict) -> None:
     """Kill the sparsemax trial's worker process outright, as Ray's memory monitor or the kernel would."""
     if config["normalizer"] == "sparsemax":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# The explanation page of a trial (trainables/examples.py), read back as its sections and rows.
+class PageParser(HTMLParser):
+    """Per instance section: its index and, per measure row, the `data-value` of every token span."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[dict] = []
+        self.tags: set[str] = set()
+        self.links: list[str] = []
+        self.row: list[float] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.add(tag)
+        self.links += [value for name, value in attrs if name in ("src", "href") and value]
+        if tag == "section":
+            self.sections.append({"index": int(attributes["data-index"]), "rows": {}})
+        elif tag == "tr":
+            self.row = self.sections[-1]["rows"].setdefault(attributes["data-measure"], [])
+        elif tag == "span" and "data-value" in attributes:
+            self.row.append(float(attributes["data-value"]))
+
+
+def parse_page(page: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(page)
+    return parser
+
+
+def check_page(page: str, tokens: pd.DataFrame, columns: dict[str, str]) -> list[dict]:
+    """Assert that every section has one row per measure of `columns` (row key -> `tokens` column), whose
+    values are the instance's scores there; return the sections."""
+    parser = parse_page(page)
+    tokens = tokens.set_index("index")
+    assert parser.sections and "script" not in parser.tags and not parser.links  # no code, no network asset
+    for section in parser.sections:
+        assert list(section["rows"]) == list(columns)
+        for key, column in columns.items():
+            np.testing.assert_array_equal(section["rows"][key], tokens.loc[section["index"], column])
+    return parser.sections

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ TABLES = (
     "table1_kendall_softmax",
     "table2_topk",
     "agreement_all_pairs",
+    "faithfulness",
     "counterfactual",
     "model_quality",
     "timing",
@@ -77,14 +79,25 @@ def test_every_table_and_figure_file_is_written(analysed):
     # the smoke grid has SST tanh softmax and sparsemax, settings with published values, but its 2-epoch
     # models on 300 sentences are no replication; with one seed there is nothing to compare seeds with
     tables = {f"tables/{name}.{ext}" for name in (*TABLES, "verdict") for ext in ("csv", "md", "tex")}
-    stems = [f"{kind}_{setting}" for kind in ("density", "counterfactual") for setting in SETTINGS]
+    kinds = ("density", "counterfactual", "examples")
+    stems = [f"{kind}_{setting}" for kind in kinds for setting in SETTINGS]
     figures = {
-        f"figures/{stem}.{ext}" for stem in [*stems, "normalizers_sst2-lstm"] for ext in ("png", "svg", "pdf")
+        f"figures/{stem}.{ext}"
+        for stem in [*stems, "normalizers_sst2-lstm", "faithfulness"]
+        for ext in ("png", "svg", "pdf")
     }
     assert files == tables | figures | {"report.md", "runs.csv"}
     report = (folder / "report.md").read_text()
     assert "Left out: no run was trained as the papers trained (data.max_examples = 300; " in report
     assert "Not computed: no setting has two finished trials that differ only in seed (seed 1)" in report
+    faithfulness = report.split("## Erasure faithfulness\n", 1)[1].split("\n## ", 1)[0]
+    assert "**Erasure faithfulness per true class" in faithfulness
+    examples = report.split("## Example explanations\n", 1)[1].split("\n## ", 1)[0]
+    assert "Instances of `sst2` (2 finished trials):" in examples
+    assert len(re.findall(r"^- \d+: ", examples, flags=re.MULTILINE)) == 5
+    for setting in SETTINGS:
+        assert f"![examples_{setting}](figures/examples_{setting}.png)" in examples
+        assert f"(figures/examples_{setting}.png)" not in report.split("## Figures", 1)[1]
 
 
 def test_the_tables_hold_the_logged_metrics(sweep, analysed):
@@ -107,9 +120,9 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
                 assert row.within_std == pytest.approx(logged[row.spread_metric], abs=1e-12)
             checked += 1
     # Table 1: softmax x 8 cells; Table 2: 2 settings x 2 classes x 3 pairs x 4 top-k statistics;
-    # agreement: 2 x 3 pairs x 2; counterfactual: 2 x 3 classes x 7; quality: 2 x 4; timing: 2 x 8 phases
-    # (word vectors, train and six explanation ones)
-    assert rows == 8 + 48 + 12 + 42 + 8 + 16 and checked >= 0.9 * rows
+    # agreement: 2 x 3 pairs x 2; faithfulness: 2 x 3 classes x 3 measures x 2 erasures; counterfactual:
+    # 2 x 3 classes x 7; quality: 2 x 4; timing: 2 x 9 phases (word vectors, train, seven explanation ones)
+    assert rows == 8 + 48 + 12 + 36 + 42 + 8 + 18 and checked >= 0.9 * rows
     softmax = metrics["sst2-lstm-tanh-softmax"]
     markdown = (folder / "tables" / "model_quality.md").read_text()
     cells = " | ".join(f"{softmax[f'test/{m}']:.3f}" for m in ("accuracy", "f1", "auc"))
@@ -122,6 +135,11 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
     cells = f"{mean:.3f} ± {std:.3f} | {chance:.3f} | {mean - chance:+.3f}"
     assert f"| sst2 | lstm | tanh | negative (0) | {cells} |" in table1
     assert "sparsemax" not in table1.split("\n", 1)[1]  # Table 1 is softmax attention only
+    faithfulness = pd.read_csv(folder / "tables" / "faithfulness.csv").query("normalizer == 'softmax'")
+    row = faithfulness.query("measure == 'attention' and `class` == 'all' and erasure == 'comprehensiveness'")
+    random = softmax["comprehensiveness/random/all/mean"]
+    assert row["chance"].item() == pytest.approx(random, abs=1e-12)
+    assert row["above_chance"].item() == pytest.approx(row["mean"].item() - random, abs=1e-12)
     latex = (folder / "tables" / "table2_topk.tex").read_text()
     assert latex.startswith("\\begin{table}") and "$\\pm$" in latex and "\\label{tab:table2_topk}" in latex
 
@@ -129,7 +147,7 @@ def test_the_tables_hold_the_logged_metrics(sweep, analysed):
 def test_the_figures_are_real_images(analysed):
     folder, _ = analysed
     pngs = sorted((folder / "figures").glob("*.png"))
-    assert len(pngs) == 5
+    assert len(pngs) == 8
     for png in pngs:
         image = imread(png)
         assert image.ndim == 3 and min(image.shape[:2]) > 400

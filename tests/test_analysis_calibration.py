@@ -415,11 +415,13 @@ def test_the_report_has_a_section_for_each_new_output(tmp_path, unrendered):
         "## Agreement between measures, against chance",
         "## Agreement between seeds",
         "## Verdict",
+        "## Erasure faithfulness",
         "## Beside the published numbers",
         "## Counterfactual attention, model quality, timing",
         "## Figures",
     ]
     assert "Agreement between seeds beside agreement between measures" in text
+    assert "Not computed: the trials logged no erasure faithfulness (they predate it)." in text
 
 
 def test_a_one_seed_smoke_sweep_says_why_its_outputs_are_absent(tmp_path, unrendered):

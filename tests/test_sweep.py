@@ -8,17 +8,20 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
 from analysis import analyze, load_instances
 from analysis.figures import agreement_figure, density_figure
 from sweep.config import ConfigError, load_config, load_preset, parse_config, with_overrides
 from sweep.runner import SweepOptions, run_sweep
-from tests.helpers import sentiment_rows, write_csv, write_sst_splits
+from tests.helpers import check_page, sentiment_rows, write_csv, write_sst_splits
 from trainables import registry
+from trainables.examples import choose_examples
 from trainables.registry import ATTRIBUTION_METHODS
 
 pytestmark = pytest.mark.ray
@@ -49,6 +52,7 @@ def documented_metrics() -> set[str]:
             "train",
             "gradient",
             "loo",
+            "faithfulness",
             "correlation",
             "chance",
             "adversarial",
@@ -73,6 +77,12 @@ def documented_metrics() -> set[str]:
             for stat in ("jsd_mean", "jsd_median", "frac_jsd_ge_05", "frac_infeasible")
         }
         names |= {f"permutation/{label}/{stat}" for stat in ("diff_mean", "diff_median", "frac_diff_lt_001")}
+        names |= {
+            f"{erasure}/{order}/{label}/{stat}"
+            for erasure in ("comprehensiveness", "sufficiency")
+            for order in ("attn", "grad", "loo", "random")
+            for stat in ("mean", "std")
+        }
     return names
 
 
@@ -106,7 +116,45 @@ def test_every_trial_finishes_with_its_own_mlflow_run(smoke):
         history = client.get_metric_history(run.info.run_id, "train/loss")
         assert sorted(m.step for m in history) == [0, 1]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"model.pt", "instances.parquet", "tokens.parquet"} <= artifacts
+        assert artifacts == {
+            "model.pt",
+            "instances.parquet",
+            "tokens.parquet",
+            "explanations.html",
+            "explanations.png",
+        }
+
+
+def test_every_run_carries_its_explanation_page_and_faithfulness(smoke, tmp_path):
+    """The page holds one row per measure per chosen instance, with the values of the run's
+    `tokens.parquet`; `instances.parquet` holds each measure's faithfulness, whose means are the metrics."""
+    result, _, _ = smoke
+    client = MlflowClient(result.tracking_uri)
+    for run in client.search_runs([result.experiment_id]):
+        folder = tmp_path / run.info.run_id
+        files = {
+            name: Path(client.download_artifacts(run.info.run_id, name, str(folder)))
+            for name in ("explanations.html", "explanations.png", "tokens.parquet", "instances.parquet")
+        }
+        tokens = pd.read_parquet(files["tokens.parquet"])
+        instances = pd.read_parquet(files["instances.parquet"])
+        columns = {name: name for name in ("attention", "gradient", "loo", "adv_attention")}
+        sections = check_page(files["explanations.html"].read_text(), tokens, columns)
+        assert [section["index"] for section in sections] == [
+            choice.index for choice in choose_examples(instances)
+        ]
+        words = tokens.set_index("index").loc[sections[0]["index"], "words"]
+        assert len(words) == len(sections[0]["rows"]["attention"]) and all(isinstance(w, str) for w in words)
+        assert imread(files["explanations.png"]).shape[1] == 15 * 150
+        for order in ("attn", "grad", "loo", "random"):
+            for erasure in ("comprehensiveness", "sufficiency"):
+                values = instances[f"{erasure}_{order}"]
+                assert values.notna().all() and values.between(-1, 1).all()
+                logged = run.data.metrics[f"{erasure}/{order}/all/mean"]
+                assert logged == pytest.approx(values.mean(), abs=1e-12)
+                curves = np.stack(instances[f"{erasure}_curve_{order}"])
+                assert curves.shape == (len(instances), 9)
+        assert run.data.metrics["time/faithfulness_s"] > 0
 
 
 def test_a_sweep_prints_one_line_per_trial_per_epoch_and_none_of_ray_tunes_tables(smoke):
@@ -239,11 +287,16 @@ def test_the_analysis_of_a_sweep_with_attributions_shows_every_pair(ray_cluster,
         row = agreement[agreement["metric"] == f"kendall/{pair.name}/all/mean"]
         assert len(row) == 1 and row["n_seeds"].item() == 1 and row["mean"].notna().item(), pair
     timing = set(pd.read_csv(folder / "tables" / "timing.csv")["metric"])
-    assert {f"time/{method}_s" for method in ATTRIBUTION_METHODS} <= timing
+    assert {f"time/{method}_s" for method in ATTRIBUTION_METHODS} | {"time/faithfulness_s"} <= timing
+    faithfulness = pd.read_csv(folder / "tables" / "faithfulness.csv")
+    measures = registry.measures(ATTRIBUTION_METHODS)
+    assert list(dict.fromkeys(faithfulness["measure"])) == [measure.label for measure in measures]
+    assert faithfulness["mean"].notna().all() and faithfulness["chance"].notna().all()
     setting = {"dataset": "sst2", "encoder": "lstm", "attention": "tanh", "normalizer": "softmax"}
     name = "sst2-lstm-tanh-softmax"
     assert (folder / "figures" / f"density_{name}.png").exists()
     assert (folder / "figures" / f"agreement_{name}.png").exists()
+    assert (folder / "figures" / f"examples_{name}.png").exists()
     instances = load_instances(config.name, result.tracking_uri)
     legends = {
         text.get_text().split(" (")[0]

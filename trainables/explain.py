@@ -1,8 +1,9 @@
-"""Explain a trained model's test set: importance, correlations and counterfactual attention.
+"""Explain a trained model's test set: importance, faithfulness, correlations and counterfactual attention.
 
 `explain` runs the measures of `importance` and `attributions` (those the registry lists for the
-trial's settings), `correlation` and `counterfactual` over length-bucketed batches, and returns the
-per-instance table, the per-token table and the per-trial summary metrics that docs/METRICS.md lists.
+trial's settings), the erasure faithfulness of each (`faithfulness`), `correlation` and `counterfactual`
+over length-bucketed batches, and returns the per-instance table, the per-token table and the per-trial
+summary metrics that docs/METRICS.md lists.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from trainables.correlation import (
 )
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.data import Split, length_batches
+from trainables.faithfulness import faithfulness, faithfulness_metrics
 from trainables.importance import gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier
 from trainables.registry import Pair
@@ -90,13 +92,17 @@ def explain(
         )
     else:
         columns = {"max_attention": np.array([row.max() for row in scores["attention"]])}
+    measures = registry.measures(settings.attributions)
+    with timer.phase("faithfulness"):
+        erasure = faithfulness(model, split, scores, measures, settings, device, seed)
     pairs = registry.pairs(settings.attributions)
     with timer.phase("correlation"):
         table = correlations(scores, pairs)
     with timer.phase("chance"):
         chance = chance_levels(scores, pairs, table, settings.chance_permutations, seed)
-    instances = pd.concat([instances, table, chance, pd.DataFrame(columns)], axis=1)
+    instances = pd.concat([instances, table, chance, erasure, pd.DataFrame(columns)], axis=1)
     metrics = summary_metrics(instances, pairs, counterfactual.enabled)
+    metrics.update(faithfulness_metrics(instances, registry.erasure_orders(settings.attributions)))
     metrics.update({f"time/{phase}_s": seconds for phase, seconds in timer.seconds.items()})
     return Explanation(instances, tokens, metrics)
 

@@ -1,5 +1,6 @@
 """The one registry of names that the trial logs and the analysis reads: importance measures and their
-pairs, correlation statistics, classes, counterfactual summaries, timed phases and their thresholds.
+pairs, correlation statistics, classes, counterfactual summaries, erasure faithfulness, timed phases and
+their thresholds.
 
 A new measure or statistic is added here once; the trial computes and logs what this lists, and the
 analysis shows every name of this registry that the runs contain. No heavy imports.
@@ -110,6 +111,18 @@ COUNTERFACTUAL_SUMMARIES = {
     },
 }
 
+# Erasure faithfulness (DeYoung et al. 2020, ERASER): each measure's top tokens, and a random order's, are
+# deleted (comprehensiveness) or kept alone (sufficiency) at these percentages of each instance's length
+# (rounded up), and the predicted class's probability change is averaged over them (the area over the
+# curve, AOPC). 0% and 100% are left out: they give every order the same value.
+ERASURE_PERCENTS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+ERASURES = {
+    "comprehensiveness": "comprehensiveness (top tokens deleted; higher: more faithful)",
+    "sufficiency": "sufficiency (only top tokens kept; lower: more faithful)",
+}
+RANDOM_ORDER = Measure("random", "random", "random order")  # the baseline: tokens ranked at random
+FAITHFULNESS_SUMMARIES = ("mean", "std")
+
 # Timed phases of a trial, logged as `time/{phase}_s`, in the order a trial runs them. `embeddings` is the
 # build of the initial word vectors, once per sweep before any trial (shared by all; near 0 when cached).
 PHASES = {
@@ -118,6 +131,7 @@ PHASES = {
     "gradient": "gradient",
     "loo": "leave-one-out",
     **{measure.name: measure.label for measure in ATTRIBUTION_MEASURES},
+    "faithfulness": "erasure faithfulness",
     "correlation": "correlations",
     "chance": "chance levels",
     "adversarial": "adversarial search",
@@ -143,6 +157,41 @@ def pairs(attributions: Iterable[str] = ()) -> tuple[Pair, ...]:
 
 
 ALL_PAIRS = pairs(ATTRIBUTION_METHODS)  # every pair any trial can log, in display order
+
+
+def erasure_orders(attributions: Iterable[str] = ()) -> tuple[Measure, ...]:
+    """The orders whose top tokens a trial erases: its measures, then the random baseline."""
+    return (*measures(attributions), RANDOM_ORDER)
+
+
+ALL_ERASURE_ORDERS = erasure_orders(ATTRIBUTION_METHODS)  # every order any trial can log, in display order
+
+
+def erasure_column(erasure: str, order: str) -> str:
+    """`comprehensiveness_attn`: an instance's AOPC in `instances.parquet`, by the order's short name."""
+    return f"{erasure}_{order}"
+
+
+def erasure_curve_column(erasure: str, order: str) -> str:
+    """`comprehensiveness_curve_attn`: an instance's change per percentage of `ERASURE_PERCENTS` (a list)."""
+    return f"{erasure}_curve_{order}"
+
+
+def erasure_metric(erasure: str, order: str, label: str, summary: str) -> str:
+    """`comprehensiveness/attn/0/mean`: the name of a per-trial faithfulness summary."""
+    return f"{erasure}/{order}/{label}/{summary}"
+
+
+def logged_erasure_orders(names: Iterable[str]) -> tuple[Measure, ...]:
+    """The registry's erasure orders, in display order, for which `names` (metric names of runs, or
+    columns of `instances.parquet`) hold a comprehensiveness."""
+    names = set(names)
+    return tuple(
+        order
+        for order in ALL_ERASURE_ORDERS
+        if erasure_metric("comprehensiveness", order.short, "all", "mean") in names
+        or erasure_column("comprehensiveness", order.short) in names
+    )
 
 
 def correlation_metric(statistic: str, pair: str, label: str, summary: str) -> str:

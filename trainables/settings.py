@@ -130,6 +130,9 @@ class ExplainSettings:
     lime_samples: int = positive(default=500)  # LIME perturbations per instance
     internal_batch_size: int = positive(default=256)  # rows per forward pass of the attribution methods
     chance_permutations: int = positive(default=20)  # permutations per instance behind each chance level
+    # random token orders per instance behind the erasure-faithfulness baseline (trainables/faithfulness.py);
+    # each costs as much as one measure's erasures
+    faithfulness_random_orders: int = positive(default=1)
 
 
 @dataclass(frozen=True)

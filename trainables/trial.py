@@ -24,9 +24,10 @@ from ray import tune
 
 from trainables.data import PreparedDataset
 from trainables.embeddings import WordVectors, embedding_matrix
+from trainables.examples import build_examples, choose_examples, write_examples
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier
-from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings
+from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings, run_name
 from trainables.tracking import TrialRun, best_effort
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
 
@@ -250,6 +251,8 @@ def train_and_explain(
     counterfactual = CounterfactualSettings(**config["counterfactual"])
     explanation = explain_split(model, test, explain, counterfactual, device, config["seed"])
     final.update(explanation.metrics)
+    vocab = np.array(data.vocab, dtype=object)
+    explanation.tokens["words"] = [list(vocab[ids]) for ids in explanation.tokens["token_ids"]]
     with tempfile.TemporaryDirectory() as folder:
         torch.save(
             {"state_dict": model.state_dict(), "vocab": data.vocab, "config": config},
@@ -257,6 +260,17 @@ def train_and_explain(
         )
         explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
         explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
-        for name in ("model.pt", "instances.parquet", "tokens.parquet"):
+        examples = build_examples(
+            choose_examples(explanation.instances), explanation.instances, explanation.tokens
+        )
+        title = f"{run_name(config)}: what each measure ranks high in {len(examples)} test instances"
+        write_examples(examples, title, Path(folder))
+        for name in (
+            "model.pt",
+            "instances.parquet",
+            "tokens.parquet",
+            "explanations.html",
+            "explanations.png",
+        ):
             run.log_artifact(Path(folder) / name)
     return final
