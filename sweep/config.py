@@ -143,6 +143,12 @@ def parse_config(raw: Any, source: str) -> SweepConfig:
     name = check_name(raw.get("name"), source)
     sections = {key: build_section(cls, raw[key], key) for key, cls in SECTIONS.items() if key in raw}
     grid = _build_grid(raw["grid"]) if "grid" in raw else Grid()
+    train = sections.get("train", TrainSettings())
+    if "transformer" in grid.encoder and train.hidden_size % train.transformer_heads:
+        raise ConfigError(
+            f"train.hidden_size: {train.hidden_size} is not a multiple of train.transformer_heads "
+            f"({train.transformer_heads}), which the transformer encoder needs"
+        )
     return SweepConfig(name=name, description=str(raw.get("description", "")), grid=grid, **sections)
 
 
