@@ -16,6 +16,7 @@ import torch
 from sweep.config import ConfigError, load_preset, parse_config
 from sweep.runner import prepare_data, word_pieces
 from tests.helpers import write_tiny_distilbert
+from trainables.attributions import attribution_importance
 from trainables.counterfactual import adversarial_attention
 from trainables.data import Split, index_word_pieces, tokenize_dataset
 from trainables.importance import gradient_importance, leave_one_out_importance
@@ -28,6 +29,7 @@ from trainables.pretrained import (
     parse_pretrained,
     special_ids,
 )
+from trainables.registry import ATTRIBUTION_METHODS
 from trainables.settings import TrainSettings
 from trainables.train import EarlyStopping, make_training, train_epoch, warmup_linear
 from trainables.trial import TrialState, load_state
@@ -137,6 +139,16 @@ def test_the_counterfactual_search_moves_only_the_pooling_attention_over_frozen_
     assert result.found.all() and (result.max_jsd[:2] > 0).all()  # epsilon 1: any; one token cannot move
 
 
+@pytest.mark.parametrize("encoder", ["transformer", "distilbert"])
+def test_captums_attributions_work_on_both_encoders(tiny_bert, encoder):
+    model = distilbert(tiny_bert) if encoder == "distilbert" else transformer()
+    tokens, mask = piece_batch()
+    for method in ATTRIBUTION_METHODS:
+        scores = attribution_importance(method, model, tokens, mask, steps=4, samples=16, seed=0)
+        assert scores.shape == (3, 5) and torch.isfinite(scores).all(), method
+        assert torch.all(scores[~mask] == 0) and scores[mask].abs().sum() > 0, method
+
+
 # --- the transformer trained from scratch -------------------------------------------------------------
 
 
@@ -186,7 +198,17 @@ def transformer_losses(seed: int, mixed_precision: bool = False) -> list[float]:
     return [train_epoch(model, optimizer, split, 16, rng, cpu, scheduler, mixed_precision) for rng in rngs]
 
 
-def test_transformer_training_with_dropout_is_deterministic_per_seed_and_mixed_precision_runs():
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: on tiny matrices a second thread only waits (for seconds per
+    epoch when other processes share the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_transformer_training_with_dropout_is_deterministic_per_seed_and_mixed_precision_runs(one_thread):
     losses = transformer_losses(1)
     assert losses == transformer_losses(1) and losses != transformer_losses(2)
     assert losses[-1] < losses[0]
