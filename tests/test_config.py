@@ -111,6 +111,11 @@ def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
             "train.transformer_dropout: 1.5 must be <= 1.0",
         ),
         ({"name": "x", "train": {"warmup": -0.1}}, "train.warmup: -0.1 must be >= 0"),
+        (
+            {"name": "x", "grid": {"encoder": ["distilbert"]}, "embeddings": {"source": "word2vec"}},
+            "embeddings.source: 'word2vec' would be built for nothing: grid.encoder has only distilbert, "
+            "which keeps its own embeddings; drop embeddings.source",
+        ),
         ({"name": "x", "train": {"pretrained_lr": 0}}, "train.pretrained_lr: 0.0 must be > 0"),
         ({"name": "x", "train": {"mixed_precision": 1}}, "train.mixed_precision: 1 is a int; expected bool"),
         ({"name": "x", "resources": {"max_concurrent": 0}}, "resources.max_concurrent: 0 must be > 0"),
