@@ -19,6 +19,7 @@ from sweep.runner import DEFAULT_OUTPUT_DIR, SweepOptions, resume_sweep, run_swe
 from sweep.summary import tally
 from sweep.tracking import TrackingError, store_scheme
 from trainables.embeddings import EmbeddingError
+from trainables.pretrained import PretrainedError
 from trainables.settings import DataError
 
 DEFAULT_PRESET = "sst"
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["seeds"] = parse_seeds(args.seeds)
             config = load_config(args.config) if args.config else load_preset(args.preset or DEFAULT_PRESET)
             result = run_sweep(with_overrides(config, **overrides), options)
-    except (ConfigError, DataError, EmbeddingError, TrackingError) as error:
+    except (ConfigError, DataError, EmbeddingError, PretrainedError, TrackingError) as error:
         parser.error(str(error))
     print(f"\nSweep {result.name!r}: {tally(result.summary)}")
     print(f"Word vectors: {describe_embeddings(result.embeddings)}")

@@ -19,6 +19,7 @@ import yaml
 
 from trainables.settings import (
     AXES,
+    PRETRAINED_ENCODERS,
     TRIAL_SECTIONS,
     ConfigError,
     CounterfactualSettings,
@@ -143,6 +144,18 @@ def parse_config(raw: Any, source: str) -> SweepConfig:
     name = check_name(raw.get("name"), source)
     sections = {key: build_section(cls, raw[key], key) for key, cls in SECTIONS.items() if key in raw}
     grid = _build_grid(raw["grid"]) if "grid" in raw else Grid()
+    train = sections.get("train", TrainSettings())
+    if "transformer" in grid.encoder and train.hidden_size % train.transformer_heads:
+        raise ConfigError(
+            f"train.hidden_size: {train.hidden_size} is not a multiple of train.transformer_heads "
+            f"({train.transformer_heads}), which the transformer encoder needs"
+        )
+    source = sections.get("embeddings", EmbeddingSettings()).source
+    if source != "random" and set(grid.encoder) <= set(PRETRAINED_ENCODERS):
+        raise ConfigError(
+            f"embeddings.source: {source!r} would be built for nothing: grid.encoder has only "
+            f"{', '.join(grid.encoder)}, which keeps its own embeddings; drop embeddings.source"
+        )
     return SweepConfig(name=name, description=str(raw.get("description", "")), grid=grid, **sections)
 
 

@@ -37,13 +37,13 @@ from sweep.tracking import (
     mark_stopped_runs,
     normalize_uri,
 )
-from trainables.settings import AXES, run_name
+from trainables.settings import AXES, PRETRAINED_ENCODERS, dataset_key, run_name
 from trainables.tracking import best_effort
 
 if TYPE_CHECKING:
     from ray import tune
 
-    from trainables.data import PreparedDataset
+    from trainables.data import PreparedDataset, TokenizedDataset
     from trainables.embeddings import WordVectors
     from trainables.trial import TrialHooks
 
@@ -116,12 +116,16 @@ class Embeddings:
 def prepare_data(
     config: SweepConfig, data_dir: Path | None
 ) -> tuple[dict[str, PreparedDataset], list[list[str]]]:
-    """Every dataset of the grid, loaded and indexed once and shared by all trials, and the word2vec corpus.
+    """Every dataset of the grid, loaded and indexed once and shared by all trials (keyed by
+    `dataset_key`), and the word2vec corpus.
 
-    The corpus: the training split (tokenized, as prepared) of each grid dataset, then the unlabeled train
-    texts of each `embeddings.extra_corpus` dataset (`unlabeled_train_texts`: no validation or test text),
-    in that order; a grid dataset that is also an extra one comes once, as the extra texts, which hold
-    its training split. A vectors file source reads the vectors of the corpus's words.
+    Encoders trained from scratch read a dataset as spaCy words, a pretrained encoder (DistilBERT) as its
+    tokenizer's word pieces of the same rows (`trainables.pretrained`: loaded here, so a model that cannot
+    be found fails before any trial starts). The corpus: the training split (tokenized, as prepared) of
+    each grid dataset, then the unlabeled train texts of each `embeddings.extra_corpus` dataset
+    (`unlabeled_train_texts`: no validation or test text), in that order; a grid dataset that is also an
+    extra one comes once, as the extra texts, which hold its training split. A vectors file source reads
+    the vectors of the corpus's words.
     """
     from trainables.data import index_dataset, tokenize_dataset, unlabeled_train_texts
 
@@ -136,7 +140,30 @@ def prepare_data(
             corpus += dataset.splits["train"][0]
     for name in extra:
         corpus += unlabeled_train_texts(name, data_dir, data.split_seed, data.max_tokens)
-    return {name: index_dataset(dataset) for name, dataset in tokenized.items()}, corpus
+    encoders = config.grid.encoder
+    prepared = {}
+    if any(encoder not in PRETRAINED_ENCODERS for encoder in encoders):
+        prepared.update({name: index_dataset(dataset) for name, dataset in tokenized.items()})
+    if any(encoder in PRETRAINED_ENCODERS for encoder in encoders):
+        pieces = word_pieces(config.train.pretrained)
+        prepared.update({dataset_key(name, "distilbert"): pieces(d) for name, d in tokenized.items()})
+    return prepared, corpus
+
+
+def word_pieces(source: str) -> Callable[[TokenizedDataset], PreparedDataset]:
+    """What turns a tokenized dataset into the word pieces of the pretrained model at `source`
+    (`index_word_pieces` with its tokenizer), once its configuration and tokenizer have loaded."""
+    from trainables.data import index_word_pieces
+    from trainables.pretrained import load_config, load_tokenizer, special_ids
+
+    config, tokenizer = load_config(source), load_tokenizer(source)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    special, max_pieces = special_ids(tokenizer), config.max_position_embeddings - 2
+    return lambda dataset: index_word_pieces(dataset, encode, vocab, special, max_pieces)
 
 
 @contextmanager

@@ -52,6 +52,43 @@ def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] =
     return path
 
 
+# The tiny DistilBERT's word pieces: special tokens first ([PAD] = 0), the test sentences' words, and two
+# words only as pieces, so that some sentences have more pieces than words.
+WORD_PIECES = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    *sorted(set(POSITIVE + NEGATIVE + NEUTRAL) - {"boring", "brilliant"}),
+    "bor",
+    "##ing",
+    "brill",
+    "##iant",
+]
+
+
+def write_tiny_distilbert(folder: Path, max_positions: int = 64) -> Path:
+    """A random DistilBERT (2 layers, 32 wide, 2 heads) and a word-piece tokenizer of `WORD_PIECES`, as
+    `save_pretrained` writes them into `folder`: a `train.pretrained` folder that needs no download."""
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(WORD_PIECES),
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=max_positions,
+    )
+    DistilBertModel(config).save_pretrained(folder)
+    DistilBertTokenizer(vocab={piece: i for i, piece in enumerate(WORD_PIECES)}).save_pretrained(folder)
+    return folder
+
+
 def make_model(attention: str, normalizer: str, encoder: str = "lstm") -> AttentionClassifier:
     """Tiny float64 classifier with a decoder scaled up so probabilities spread away from 0.5."""
     torch.manual_seed(0)

@@ -45,6 +45,25 @@ def test_embeddings_settings_default_to_random_and_to_the_word2vec_defaults(tmp_
     assert parse_config(config.to_dict(), "round trip") == config
 
 
+def test_the_transformer_presets_have_their_documented_grids_and_settings():
+    transformer = load_preset("transformer")
+    assert transformer.grid.encoder == ("transformer",) and transformer.grid.size == 2 * 3
+    assert transformer.grid.normalizer == ("softmax", "sparsemax", "entmax15")
+    assert transformer.train == parse_config({"name": "x"}, "t").train  # full training, the defaults
+    assert transformer.embeddings.source == "random"  # runs offline
+    distilbert = load_preset("distilbert")
+    assert distilbert.grid.encoder == ("distilbert",) and distilbert.grid.size == 2 * 3 * 3
+    assert distilbert.train.pretrained == "distilbert-base-uncased" and distilbert.train.max_epochs == 3
+    assert (distilbert.train.pretrained_lr, distilbert.train.warmup, distilbert.train.batch_size) == (
+        1e-5,
+        0.1,
+        32,
+    )
+    assert distilbert.resources.gpus_per_trial == 0.5 and not distilbert.train.mixed_precision
+    only_lstm = parse_config({"name": "x", "train": {"hidden_size": 30}}, "t")  # heads matter to transformers
+    assert only_lstm.train.hidden_size == 30
+
+
 def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
     for name in ("smoke", "sst", "paper"):
         assert load_preset(name).explain.attributions == ()
@@ -78,6 +97,27 @@ def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
         ({"name": "x", "train": {"lr": "fast"}}, "train.lr: 'fast' is a str; expected float"),
         ({"name": "x", "train": {"max_epochs": 2.5}}, "train.max_epochs: 2.5 is a float; expected int"),
         ({"name": "x", "train": {"epochs": 3}}, "train: unknown key 'epochs'; allowed: embed_dim"),
+        (
+            {"name": "x", "grid": {"encoder": ["lstm", "transformer"]}, "train": {"hidden_size": 30}},
+            "train.hidden_size: 30 is not a multiple of train.transformer_heads (4), which the transformer "
+            "encoder needs",
+        ),
+        (
+            {"name": "x", "train": {"transformer_positions": "rotary"}},
+            "train.transformer_positions: unknown value 'rotary'; allowed: sinusoidal, learned",
+        ),
+        (
+            {"name": "x", "train": {"transformer_dropout": 1.5}},
+            "train.transformer_dropout: 1.5 must be <= 1.0",
+        ),
+        ({"name": "x", "train": {"warmup": -0.1}}, "train.warmup: -0.1 must be >= 0"),
+        (
+            {"name": "x", "grid": {"encoder": ["distilbert"]}, "embeddings": {"source": "word2vec"}},
+            "embeddings.source: 'word2vec' would be built for nothing: grid.encoder has only distilbert, "
+            "which keeps its own embeddings; drop embeddings.source",
+        ),
+        ({"name": "x", "train": {"pretrained_lr": 0}}, "train.pretrained_lr: 0.0 must be > 0"),
+        ({"name": "x", "train": {"mixed_precision": 1}}, "train.mixed_precision: 1 is a int; expected bool"),
         ({"name": "x", "resources": {"max_concurrent": 0}}, "resources.max_concurrent: 0 must be > 0"),
         ({"name": "x", "resources": {"gpus_per_trial": -1}}, "resources.gpus_per_trial: -1.0 must be >= 0"),
         (

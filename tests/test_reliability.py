@@ -47,7 +47,8 @@ def bad_file(root: Path, split: str, content: bytes) -> list[str]:
 BAD_INPUTS = {
     "unknown preset": (
         lambda t, d: ["--preset", "huge"],
-        "unknown preset 'huge'; allowed: paper, paper_offline, smoke, smoke_wide, sst, sst_offline, xai",
+        "unknown preset 'huge'; allowed: distilbert, paper, paper_offline, smoke, smoke_wide, sst, "
+        "sst_offline, transformer, xai",
     ),
     "unknown dataset": (
         lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {dataset: [yelp]}\n")],
@@ -73,6 +74,21 @@ BAD_INPUTS = {
     "wrong type": (
         lambda t, d: ["--config", sweep_yaml(t, "name: x\ntrain: {lr: fast}\n")],
         "train.lr: 'fast' is a str; expected float",
+    ),
+    "pretrained model that is not there": (  # offline: the Hub probe fails; online: the Hub says 404
+        lambda t, d: [
+            "--config",
+            sweep_yaml(
+                t, "name: x\ngrid: {encoder: [distilbert]}\ntrain: {pretrained: ane-sweep-tests/none}\n"
+            ),
+            "--data-dir",
+            str(d),
+        ],
+        "could not load ",
+    ),
+    "pretrained folder that is not there": (
+        lambda t, d: ["--config", sweep_yaml(t, "name: x\ntrain: {pretrained: ./no-such-model}\n")],
+        "train.pretrained: folder './no-such-model' does not exist",
     ),
     "non-positive epochs": (
         lambda t, d: ["--preset", "smoke", "--max-epochs", "0"],

@@ -19,9 +19,10 @@ from analysis import analyze, load_instances
 from analysis.figures import agreement_figure, density_figure
 from sweep.config import ConfigError, load_config, load_preset, parse_config, with_overrides
 from sweep.runner import SweepOptions, run_sweep
-from tests.helpers import check_page, sentiment_rows, write_csv, write_sst_splits
+from tests.helpers import check_page, sentiment_rows, write_csv, write_sst_splits, write_tiny_distilbert
 from trainables import registry
 from trainables.examples import choose_examples
+from trainables.pretrained import load_tokenizer
 from trainables.registry import ATTRIBUTION_METHODS
 
 pytestmark = pytest.mark.ray
@@ -219,6 +220,45 @@ def test_every_encoder_and_normalizer_runs_end_to_end(ray_cluster, data_dir, tmp
         assert uniform["attention/all/nonzero_ratio"] == 1.0
         sparse = runs[f"sst2-{encoder}-tanh-entmax15-s1"].data.metrics
         assert "topk_nz/attn_loo/all/mean" in sparse and "adversarial/all/jsd_mean" in sparse
+
+
+def test_the_transformer_and_a_local_distilbert_run_end_to_end_into_the_analysis(
+    ray_cluster, data_dir, tmp_path
+):
+    """A transformer trained from scratch and a tiny random DistilBERT saved in a local folder (nothing
+    downloaded), through Ray Tune, MLflow and the analysis: every measure, correlation and counterfactual,
+    DistilBERT's over word pieces (captum's attributions on both: test_transformers.py)."""
+    pretrained = write_tiny_distilbert(tmp_path / "tiny-distilbert")
+    raw = load_preset("smoke_wide").to_dict()
+    raw.update(name="transformers", grid={**raw["grid"], "encoder": ["transformer", "distilbert"]})
+    raw["grid"]["normalizer"] = ["softmax"]
+    raw["train"]["pretrained"] = str(pretrained)
+    config = parse_config(raw, "test")
+    out = tmp_path / "out"
+    result = run_sweep(config, SweepOptions(data_dir=data_dir, output_dir=out))
+    assert result.failed == 0
+    client = MlflowClient(result.tracking_uri)
+    runs = {run.info.run_name: run for run in client.search_runs([result.experiment_id])}
+    assert sorted(runs) == ["sst2-distilbert-tanh-softmax-s1", "sst2-transformer-tanh-softmax-s1"]
+    for run in runs.values():
+        missing = documented_metrics() - set(run.data.metrics)
+        assert run.info.status == "FINISHED" and not missing, sorted(missing)
+        assert run.data.params["train.pretrained"] == str(pretrained)
+    bert = runs["sst2-distilbert-tanh-softmax-s1"].info.run_id
+    tokens = pd.read_parquet(client.download_artifacts(bert, "tokens.parquet", str(tmp_path)))
+    texts = pd.read_csv(data_dir / "sst2" / "test.csv")["text"].tolist()  # 60 rows: all kept, in order
+    pieces = load_tokenizer(str(pretrained))(texts, add_special_tokens=False)["input_ids"]
+    assert [list(row) for row in tokens["token_ids"]] == pieces  # explained over word pieces
+    for measure in ("attention", "gradient", "loo", "adv_attention"):
+        assert [len(row) for row in tokens[measure]] == [len(row) for row in pieces], measure
+    folder = analyze(config.name, result.tracking_uri, out / "analysis")
+    for table in ("table1_kendall_softmax", "agreement_all_pairs", "counterfactual", "model_quality"):
+        rows = pd.read_csv(folder / "tables" / f"{table}.csv")
+        assert set(rows["encoder"]) == {"transformer", "distilbert"}, table
+        assert rows.filter(like="mean").notna().all().all(), table
+    for encoder in ("transformer", "distilbert"):
+        for figure in ("density", "counterfactual"):
+            assert (folder / "figures" / f"{figure}_sst2-{encoder}-tanh-softmax.png").exists()
 
 
 def test_binary_versions_of_multiclass_datasets_run_end_to_end(ray_cluster, tmp_path):

@@ -4,6 +4,7 @@ Preparation runs once in the sweep driver, so bad data fails before any trial st
 sweep sees exactly the same splits and vocabulary. Token id 0 is padding, 1 is unknown. `prepare` is
 `tokenize_dataset` (word tokens per split) then `index_dataset` (vocabulary and token ids); the driver
 keeps the word tokens of the training split for the word2vec corpus, with `unlabeled_train_texts`.
+A pretrained encoder reads the same rows as its own tokenizer's word pieces instead (`index_word_pieces`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,21 +109,28 @@ class Split:
 
 @dataclass
 class TokenizedDataset:
-    """A dataset's splits as word tokens and 0/1 labels, and the counts of what preprocessing dropped."""
+    """A dataset's splits as word tokens and 0/1 labels, the counts of what preprocessing dropped, and the
+    source text of every row (HTML line breaks as spaces, case kept) for tokenizers of pretrained models."""
 
     name: str
     splits: dict[str, tuple[list[list[str]], np.ndarray]]
     dropped: dict[str, int] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)
+
+
+Rows = tuple[list[list[str]], np.ndarray, list[str]]  # a split's tokens, labels and texts while splitting
 
 
 @dataclass
 class PreparedDataset:
-    """Vocabulary, indexed splits and the counts of what preprocessing dropped."""
+    """Vocabulary, indexed splits and the counts of what preprocessing dropped; for word pieces also the
+    ids of the special tokens the pretrained encoder adds around each row (`special`: cls, sep)."""
 
     name: str
     vocab: list[str]
     splits: dict[str, Split]
     dropped: dict[str, int] = field(default_factory=dict)
+    special: dict[str, int] = field(default_factory=dict)
 
 
 _BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -338,28 +346,30 @@ def tokenize_dataset(
     limit = max_tokens if max_tokens is not None else spec.max_tokens
     rng = np.random.default_rng(split_seed)
     dropped: dict[str, int] = {}
-    token_splits: dict[str, tuple[list[list[str]], np.ndarray]] = {}
+    rows: dict[str, Rows] = {}
     for split, (texts, labels) in raw.items():
-        tokens, labels, keep, split_dropped = _clean(split, texts, labels, spec, limit)
+        texts, tokens, labels, keep, split_dropped = _clean(split, texts, labels, spec, limit)
         dropped.update(split_dropped)
-        token_splits[split] = ([t for t, k in zip(tokens, keep, strict=True) if k], labels[keep])
-    if "validation" not in token_splits:
-        tokens, labels = token_splits["train"]
-        validation, train = _hold_out(len(labels), spec.validation_fraction, rng)
-        token_splits["validation"] = _take(tokens, labels, validation)
-        token_splits["train"] = _take(tokens, labels, train)
+        rows[split] = _take((tokens, labels, texts), np.flatnonzero(keep))
+    if "validation" not in rows:
+        validation, train = _hold_out(len(rows["train"][1]), spec.validation_fraction, rng)
+        rows["validation"] = _take(rows["train"], validation)
+        rows["train"] = _take(rows["train"], train)
     if spec.test_fraction < 1.0:
-        tokens, labels = token_splits["test"]
-        n_test = int(round(spec.test_fraction * len(labels)))
-        token_splits["test"] = _take(tokens, labels, np.sort(rng.permutation(len(labels))[:n_test]))
+        n_test = int(round(spec.test_fraction * len(rows["test"][1])))
+        rows["test"] = _take(rows["test"], np.sort(rng.permutation(len(rows["test"][1]))[:n_test]))
     if max_examples is not None:
-        for split, (tokens, labels) in token_splits.items():
-            if len(labels) > max_examples:
-                chosen = np.sort(rng.permutation(len(labels))[:max_examples])
-                token_splits[split] = _take(tokens, labels, chosen)
+        for split, chosen_rows in rows.items():
+            if len(chosen_rows[1]) > max_examples:
+                rows[split] = _take(chosen_rows, np.sort(rng.permutation(len(chosen_rows[1]))[:max_examples]))
     for split in SPLITS:
-        _check_classes(name, split, token_splits[split][1])
-    return TokenizedDataset(name, token_splits, dropped)
+        _check_classes(name, split, rows[split][1])
+    return TokenizedDataset(
+        name,
+        {split: (tokens, labels) for split, (tokens, labels, _) in rows.items()},
+        dropped,
+        {split: texts for split, (_, _, texts) in rows.items()},
+    )
 
 
 def _check_classes(name: str, split: str, labels: np.ndarray) -> None:
@@ -373,6 +383,33 @@ def _check_classes(name: str, split: str, labels: np.ndarray) -> None:
             f"dataset {name!r} split {split!r} has only class {classes.pop()} after filtering; "
             "both classes 0 and 1 are needed (training and ROC-AUC)"
         )
+
+
+def index_word_pieces(
+    dataset: TokenizedDataset,
+    encode: Callable[[list[str]], list[list[int]]],
+    vocab: list[str],
+    special: dict[str, int],
+    max_pieces: int,
+) -> PreparedDataset:
+    """The rows `index_dataset` would give (chosen by their spaCy words, so every encoder of a sweep sees
+    the same documents) as a pretrained model's word pieces: `encode` maps texts to piece ids without
+    special tokens (its tokenizer), `vocab` lists the pieces by id (id 0 must be padding), `special` holds
+    the ids of the tokens the encoder adds around each row. A row with no piece, or with more than
+    `max_pieces` (the model's positions less [CLS] and [SEP]), is dropped and counted as
+    `{split}_empty` / `{split}_too_long` beside the words' own counts."""
+    dropped = dict(dataset.dropped)
+    splits = {}
+    for split, (_, labels) in dataset.splits.items():
+        pieces = encode(dataset.texts[split])
+        lengths = np.array([len(row) for row in pieces], dtype=np.int64)
+        keep = (lengths > 0) & (lengths <= max_pieces)
+        for reason, count in (("empty", lengths == 0), ("too_long", lengths > max_pieces)):
+            dropped[f"{split}_{reason}"] = dropped.get(f"{split}_{reason}", 0) + int(count.sum())
+        ids = [np.asarray(row, dtype=np.int64) for row, k in zip(pieces, keep, strict=True) if k]
+        splits[split] = Split(ids, labels[keep])
+        _check_classes(dataset.name, split, splits[split].labels)
+    return PreparedDataset(dataset.name, vocab, splits, dropped, special)
 
 
 def index_dataset(dataset: TokenizedDataset) -> PreparedDataset:
@@ -398,7 +435,7 @@ def unlabeled_train_texts(
     raw = load_raw(name, data_dir)
     spec = DATASET_SPECS[name]
     limit = max_tokens if max_tokens is not None else spec.max_tokens
-    tokens, _, keep, _ = _clean("train", *raw["train"], spec, limit)
+    _, tokens, _, keep, _ = _clean("train", *raw["train"], spec, limit)
     held_out: set[int] = set()
     if "validation" not in raw:
         rows = np.flatnonzero(keep)  # the rows tokenize_dataset splits, in its order
@@ -409,19 +446,20 @@ def unlabeled_train_texts(
 
 def _clean(
     split: str, texts: list[str], labels: np.ndarray, spec: DatasetSpec, limit: int
-) -> tuple[list[list[str]], np.ndarray, np.ndarray, dict[str, int]]:
-    """The tokens and labels of a split's rows of the dataset's classes, which of them to keep (non-empty,
-    at most `limit` tokens), and the counts of what was dropped."""
+) -> tuple[list[str], list[list[str]], np.ndarray, np.ndarray, dict[str, int]]:
+    """The texts (HTML line breaks as spaces), tokens and labels of a split's rows of the dataset's classes,
+    which of them to keep (non-empty, at most `limit` tokens), and the counts of what was dropped."""
     dropped: dict[str, int] = {}
     wanted = labels != DROPPED
     if spec.label_map is not None:
         dropped[f"{split}_other_class"] = int((~wanted).sum())
-    tokens = tokenize([t for t, w in zip(texts, wanted, strict=True) if w])
+    texts = [_BREAK_TAG.sub(" ", t) for t, w in zip(texts, wanted, strict=True) if w]
+    tokens = tokenize(texts)
     keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
     dropped[f"{split}_empty"] = int((~keep).sum())
     short = np.array([len(t) <= limit for t in tokens], dtype=bool)
     dropped[f"{split}_too_long"] = int((keep & ~short).sum())
-    return tokens, labels[wanted], keep & short, dropped
+    return texts, tokens, labels[wanted], keep & short, dropped
 
 
 def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -431,8 +469,10 @@ def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.nda
     return order[:n_val], np.sort(order[n_val:])
 
 
-def _take(tokens: list, labels: np.ndarray, chosen: np.ndarray) -> tuple[list, np.ndarray]:
-    return [tokens[i] for i in chosen], labels[chosen]
+def _take(rows: Rows, chosen: np.ndarray) -> Rows:
+    """The rows `chosen` (positions) of a split's tokens, labels and texts."""
+    tokens, labels, texts = rows
+    return [tokens[i] for i in chosen], labels[chosen], [texts[i] for i in chosen]
 
 
 def build_vocab(documents: list[list[str]], min_freq: int) -> list[str]:

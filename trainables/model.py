@@ -1,7 +1,9 @@
 """Jain & Wallace's binary attention classifier: embedding, encoder, attention, sigmoid decoder.
 
-Encoders: BiLSTM, CNN, or a context-free projection; attention: additive (tanh) or scaled dot product;
-normalizers: softmax and the sparse entmax family (Peters et al. 2019, via the `entmax` package).
+Encoders: BiLSTM, CNN, a context-free projection, a Transformer trained from scratch, or pretrained
+DistilBERT; attention: additive (tanh) or scaled dot product; normalizers: softmax and the sparse entmax
+family (Peters et al. 2019, via the `entmax` package). Whatever the encoder, the attention under study is
+the same pooling layer over its token states.
 
 The forward pass is split into steps (`embed`, `encode`, `attend`, `decode`) so explanation code can start
 from the embeddings (gradient importance) or from frozen hidden states (counterfactual attention).
@@ -11,16 +13,25 @@ Shapes: B batch, T padded length, E embedding size, D hidden size (2 x 128 for t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from entmax import entmax15, entmax_bisect, sparsemax
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from trainables.settings import ATTENTIONS, ENCODERS, NORMALIZERS
+from trainables.settings import (
+    ATTENTIONS,
+    ENCODERS,
+    NORMALIZERS,
+    POSITIONS,
+    PRETRAINED_ENCODERS,
+    TrainSettings,
+)
 
 MASK_VALUE = -1e9  # finite: with -inf, sparsemax and entmax15 raise and softmax gives NaN on an empty row
 CNN_WIDTHS = (1, 3, 5, 7)
+MAX_LEARNED_POSITIONS = 1024  # the learned position table of the transformer: above every dataset's token cap
 
 
 class BiLSTMEncoder(nn.Module):
@@ -79,7 +90,132 @@ class AverageEncoder(nn.Module):
         return torch.tanh(self.project(embeddings)) * mask.unsqueeze(-1)
 
 
-ENCODER_CLASSES = {"lstm": BiLSTMEncoder, "cnn": CNNEncoder, "average": AverageEncoder}
+def sinusoidal_positions(length: int, size: int) -> torch.Tensor:
+    """Vaswani et al.'s fixed position encodings [length, size]: sin and cos of position / 10000^(2i/size)
+    in alternate columns."""
+    positions = torch.arange(length, dtype=torch.float64).unsqueeze(1)
+    frequencies = torch.exp(torch.arange(0, size, 2, dtype=torch.float64) * (-math.log(10000.0) / size))
+    table = torch.zeros(length, size, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies[: size // 2])
+    return table
+
+
+class TransformerEncoder(nn.Module):
+    """A Transformer encoder trained from scratch (Vaswani et al. 2017; PyTorch's `nn.TransformerEncoder`):
+    the embeddings projected to hidden_size, plus sinusoidal or learned positions, then `layers` pre-norm
+    self-attention layers with `heads` heads and a 4 x hidden_size feed-forward, and a final LayerNorm.
+
+    Padding is masked out of every self-attention, so a row's states do not depend on the padding after
+    it. A row with no real token (leave-one-out of a one-token input) may attend to its first position so
+    that no softmax sees only masked keys (NaN); its states are zeroed like all padding.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        hidden_size: int,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        positions: str = "sinusoidal",
+    ) -> None:
+        super().__init__()
+        if hidden_size % heads:
+            raise ValueError(
+                f"transformer hidden_size must be a multiple of its {heads} heads, got {hidden_size}"
+            )
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown positions {positions!r}; allowed: {', '.join(POSITIONS)}")
+        self.project = nn.Linear(embed_dim, hidden_size)
+        self.learned = nn.Embedding(MAX_LEARNED_POSITIONS, hidden_size) if positions == "learned" else None
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            hidden_size, heads, 4 * hidden_size, dropout, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerEncoder(
+            layer, layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False
+        )
+        self.output_size = hidden_size
+
+    def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, T, E], [B, T] -> [B, T, D]."""
+        length = embeddings.shape[1]
+        if self.learned is None:
+            positions = sinusoidal_positions(length, self.output_size).to(embeddings)
+        elif length > MAX_LEARNED_POSITIONS:
+            raise ValueError(
+                f"the transformer's learned positions cover {MAX_LEARNED_POSITIONS} tokens, got {length}; "
+                "set train.transformer_positions: sinusoidal or a lower data.max_tokens"
+            )
+        else:
+            positions = self.learned.weight[:length]
+        states = self.dropout(self.project(embeddings) + positions)
+        keys = mask.clone()
+        keys[:, 0] |= ~mask.any(1)  # an empty row keeps one key (see the class docstring)
+        return self.layers(states, src_key_padding_mask=~keys) * mask.unsqueeze(-1)
+
+
+class DistilBertEncoder(nn.Module):
+    """Pretrained DistilBERT (Sanh et al. 2019) over word pieces, fine-tuned with the classifier.
+
+    Each row's real pieces go between [CLS] and [SEP], as in pre-training (the encoder adds them: the data
+    and every explanation hold only the row's own pieces); the pieces' final states go to the pooling
+    attention, [CLS] and [SEP] do not. Embeddings are the model's input word-piece embeddings (before its
+    position embeddings and LayerNorm), so gradient x input and deletion are over word pieces.
+    `special`: the tokenizer's ids of "cls" and "sep" (`pretrained.special_ids`).
+    """
+
+    def __init__(self, embed_dim: int, hidden_size: int, source: str, special: dict[str, int]) -> None:
+        super().__init__()
+        from trainables.pretrained import load_model
+
+        self.bert = load_model(source)
+        self.cls_id, self.sep_id = special["cls"], special["sep"]
+        self.output_size = self.bert.config.dim
+        self.max_pieces = self.bert.config.max_position_embeddings - 2
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, T] word-piece ids -> [B, T, E] input embeddings."""
+        return self.bert.embeddings.word_embeddings(tokens)
+
+    def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B, T, E], [B, T] -> [B, T, D]: rows become [CLS] pieces [SEP] padding, masked past [SEP]."""
+        batch, length, size = embeddings.shape
+        if length > self.max_pieces:
+            raise ValueError(f"DistilBERT reads at most {self.max_pieces} word pieces per row, got {length}")
+        ids = torch.tensor([self.cls_id, self.sep_id], device=embeddings.device)
+        cls, sep = self.embed(ids).to(embeddings.dtype)
+        inputs = torch.cat([cls.expand(batch, 1, size), embeddings, embeddings.new_zeros(batch, 1, size)], 1)
+        positions = torch.arange(length + 2, device=embeddings.device)
+        last = mask.sum(1, keepdim=True) + 1  # the position of [SEP]
+        inputs = torch.where((positions == last).unsqueeze(-1), sep, inputs)
+        states = self.bert(inputs_embeds=inputs, attention_mask=(positions <= last).long()).last_hidden_state
+        return states[:, 1 : length + 1] * mask.unsqueeze(-1)
+
+
+ENCODER_CLASSES = {
+    "lstm": BiLSTMEncoder,
+    "cnn": CNNEncoder,
+    "average": AverageEncoder,
+    "transformer": TransformerEncoder,
+    "distilbert": DistilBertEncoder,
+}
+
+
+def encoder_options(encoder: str, train: TrainSettings, special: dict[str, int]) -> dict[str, Any]:
+    """The keyword arguments of an encoder class beyond (embed_dim, hidden_size), from the train settings;
+    `special`: the word-piece dataset's special token ids (`PreparedDataset.special`)."""
+    if encoder == "transformer":
+        return {
+            "layers": train.transformer_layers,
+            "heads": train.transformer_heads,
+            "dropout": train.transformer_dropout,
+            "positions": train.transformer_positions,
+        }
+    if encoder == "distilbert":
+        return {"source": train.pretrained, "special": special}
+    return {}
 
 
 class AdditiveAttention(nn.Module):
@@ -133,6 +269,8 @@ class Normalizer(nn.Module):
     def forward(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.kind == "uniform":
             return mask / mask.sum(-1, keepdim=True).clamp(min=1)
+        if scores.dtype in (torch.float16, torch.bfloat16):  # mixed precision: normalise in float32
+            scores = scores.float()
         masked = scores.masked_fill(~mask, MASK_VALUE)
         masked = masked.masked_fill(~mask.any(-1, keepdim=True), 0.0)  # empty rows: no NaN, no index error
         if self.kind == "softmax":
@@ -147,7 +285,12 @@ class Normalizer(nn.Module):
 
 
 class AttentionClassifier(nn.Module):
-    """Embedding -> encoder -> attention -> linear decoder giving one logit (sigmoid = P(label 1))."""
+    """Embedding -> encoder -> attention -> linear decoder giving one logit (sigmoid = P(label 1)).
+
+    `encoder_options` go to the encoder class (see `encoder_options`). A pretrained encoder (DistilBERT)
+    brings its own embeddings (its `embed`): then `vocab_size`, `embed_dim` and `pretrained` (word vectors)
+    do not apply and `self.embedding` is None.
+    """
 
     def __init__(
         self,
@@ -158,15 +301,20 @@ class AttentionClassifier(nn.Module):
         attention: str = "tanh",
         normalizer: str = "softmax",
         pretrained: torch.Tensor | None = None,
+        **encoder_options: Any,
     ) -> None:
         super().__init__()
         for name, value, allowed in (("encoder", encoder, ENCODERS), ("attention", attention, ATTENTIONS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        if pretrained is not None:
-            self.embedding.weight.data.copy_(pretrained)
-        self.encoder = ENCODER_CLASSES[encoder](embed_dim, hidden_size)
+        self.embedding = None
+        if encoder not in PRETRAINED_ENCODERS:
+            self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+            if pretrained is not None:
+                self.embedding.weight.data.copy_(pretrained)
+        elif pretrained is not None:
+            raise ValueError(f"the {encoder} encoder has its own embeddings; word vectors do not apply")
+        self.encoder = ENCODER_CLASSES[encoder](embed_dim, hidden_size, **encoder_options)
         size = self.encoder.output_size
         self.attention = AdditiveAttention(size) if attention == "tanh" else ScaledDotAttention(size)
         self.normalizer = Normalizer(normalizer)
@@ -174,7 +322,7 @@ class AttentionClassifier(nn.Module):
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids -> [B, T, E]."""
-        return self.embedding(tokens)
+        return self.encoder.embed(tokens) if self.embedding is None else self.embedding(tokens)
 
     def encode(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, T, E] -> hidden states [B, T, D]."""

@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainables.embeddings import Word2VecSettings, parse_source
+from trainables.pretrained import parse_pretrained
 from trainables.registry import ATTRIBUTION_METHODS
 
 DATASETS = ("sst2", "imdb", "ag_news", "20news_sports")
-ENCODERS = ("lstm", "cnn", "average")
+ENCODERS = ("lstm", "cnn", "average", "transformer", "distilbert")
+# encoders that bring their own tokenizer and embeddings (trainables/pretrained.py): their trials read the
+# datasets as the pretrained model's word pieces, not as spaCy words, and ignore the `embeddings` section
+PRETRAINED_ENCODERS = ("distilbert",)
+POSITIONS = ("sinusoidal", "learned")  # the transformer encoder's position encodings
 ATTENTIONS = ("tanh", "dot")
 NORMALIZERS = ("softmax", "sparsemax", "entmax15", "alpha_entmax", "uniform")
 AXES = ("dataset", "encoder", "attention", "normalizer", "seed")
@@ -52,6 +57,11 @@ def non_negative(**kwargs: Any) -> Any:
     return field(metadata={"non_negative": True}, **kwargs)
 
 
+def fraction(**kwargs: Any) -> Any:
+    """A dataclass field that must be in [0, 1]."""
+    return field(metadata={"non_negative": True, "maximum": 1.0}, **kwargs)
+
+
 def one_of(choices: tuple[str, ...], **kwargs: Any) -> Any:
     """A dataclass field whose value (or, for a tuple field, every item) must be one of `choices`."""
     return field(metadata={"choices": choices}, **kwargs)
@@ -69,6 +79,12 @@ def embedding_source(text: str) -> str:
     return source.location or source.kind
 
 
+def dataset_key(dataset: str, encoder: str) -> str:
+    """The key of a grid dataset as an encoder reads it, among the prepared datasets shared by the trials:
+    `sst2` (spaCy words) or, for a pretrained encoder, `sst2/word_pieces`."""
+    return f"{dataset}/word_pieces" if encoder in PRETRAINED_ENCODERS else dataset
+
+
 @dataclass(frozen=True)
 class DataSettings:
     """Dataset preparation shared by every trial (see trainables.data.prepare)."""
@@ -80,7 +96,18 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Model size and optimisation, defaults from Jain & Wallace (2019)."""
+    """Model size and optimisation, defaults from Jain & Wallace (2019).
+
+    The `transformer_*` settings shape the `transformer` encoder (trained from scratch, over hidden_size
+    states: the embeddings are projected to hidden_size, which must be a multiple of transformer_heads).
+    `pretrained`, `pretrained_lr` and `warmup` are the `distilbert` encoder's: the model's Hub name or
+    local folder, the learning rate of its pretrained weights (the new pooling attention and decoder learn
+    at `lr`), and the share of training steps over which both rise linearly from 0 before decaying linearly
+    to 0; defaults from the fine-tuning of DistilBERT on SST-2 by its authors (lr 1e-5, batch 32, 600
+    warm-up steps of 6,315). `distilbert` ignores embed_dim and hidden_size (the model's own sizes).
+    `mixed_precision`: training passes under bfloat16 autocast (meant for DistilBERT on GPUs; off, so CPU
+    results are exact); evaluation and explanations always run in full precision.
+    """
 
     embed_dim: int = positive(default=300)
     hidden_size: int = positive(default=128)
@@ -89,6 +116,14 @@ class TrainSettings:
     weight_decay: float = non_negative(default=1e-5)
     max_epochs: int = positive(default=40)
     patience: int = positive(default=10)  # epochs without a better validation AUC before stopping
+    transformer_layers: int = positive(default=2)
+    transformer_heads: int = positive(default=4)
+    transformer_dropout: float = fraction(default=0.1)
+    transformer_positions: str = one_of(POSITIONS, default="sinusoidal")
+    pretrained: str = parsed(parse_pretrained, default="distilbert-base-uncased")
+    pretrained_lr: float = positive(default=1e-5)
+    warmup: float = fraction(default=0.1)
+    mixed_precision: bool = False
 
 
 @dataclass(frozen=True)

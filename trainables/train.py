@@ -1,9 +1,13 @@
-"""Training and evaluation as in the papers: Adam (AMSGrad), length buckets, early stopping on AUC."""
+"""Training and evaluation as in the papers: Adam (AMSGrad), length buckets, early stopping on AUC; a
+pretrained encoder is fine-tuned with AdamW, its own learning rate, and linear warm-up and decay."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +17,9 @@ from torch import nn
 
 from trainables.data import Split, length_batches
 from trainables.model import AttentionClassifier
+from trainables.settings import PRETRAINED_ENCODERS, TrainSettings
+
+Scheduler = torch.optim.lr_scheduler.LambdaLR
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -24,6 +31,36 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True, fused=True)
 
 
+def make_training(
+    model: AttentionClassifier, encoder: str, train: TrainSettings, train_size: int
+) -> tuple[torch.optim.Optimizer, Scheduler | None]:
+    """The optimizer of a trial, and its learning-rate schedule (None: constant).
+
+    Encoders trained from scratch: `make_optimizer` at `train.lr`. A pretrained encoder is fine-tuned as
+    BERT and DistilBERT are: AdamW, its pretrained weights at `train.pretrained_lr` and the new pooling
+    attention and decoder at `train.lr`, both rising linearly from 0 over the first `train.warmup` of all
+    `max_epochs` x batches-per-epoch steps, then falling linearly to 0 at the last.
+    """
+    if encoder not in PRETRAINED_ENCODERS:
+        return make_optimizer(model, train.lr, train.weight_decay), None
+    pretrained = list(model.encoder.parameters())
+    ids = {id(parameter) for parameter in pretrained}
+    head = [parameter for parameter in model.parameters() if id(parameter) not in ids]
+    groups = [{"params": pretrained, "lr": train.pretrained_lr}, {"params": head, "lr": train.lr}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=train.weight_decay, fused=True)
+    steps = train.max_epochs * math.ceil(train_size / train.batch_size)
+    schedule = functools.partial(warmup_linear, warmup=round(train.warmup * steps), total=steps)
+    return optimizer, Scheduler(optimizer, schedule)
+
+
+def warmup_linear(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at optimizer step `step` (from 0): (step + 1) / warmup for the first
+    `warmup` steps, then linear from 1 down to 0 after the last of `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
 def train_epoch(
     model: AttentionClassifier,
     optimizer: torch.optim.Optimizer,
@@ -31,20 +68,36 @@ def train_epoch(
     batch_size: int,
     rng: np.random.Generator,
     device: torch.device,
+    scheduler: Scheduler | None = None,
+    mixed_precision: bool = False,
 ) -> float:
-    """One pass over `split` in shuffled length buckets; returns the mean binary cross-entropy."""
+    """One pass over `split` in shuffled length buckets; returns the mean binary cross-entropy.
+
+    `scheduler` steps after every optimizer step; `mixed_precision` runs the forward passes under
+    bfloat16 autocast on the model's device (the loss is taken in float32).
+    """
     model.train()
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     labels = torch.tensor(split.labels, dtype=torch.float32)
     total = 0.0
     for batch in length_batches(split.lengths, batch_size, rng):
-        logits, _ = model(*split.batch(batch, device))
-        loss = loss_fn(logits, labels[batch].to(device))
+        with autocast(device, mixed_precision):
+            logits, _ = model(*split.batch(batch, device))
+        loss = loss_fn(logits.float(), labels[batch].to(device))
         optimizer.zero_grad(set_to_none=True)
         (loss / len(batch)).backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += loss.item()
     return total / len(split)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on `device` when enabled (no gradient scaling needed, unlike float16)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @torch.no_grad()

@@ -2,8 +2,9 @@
 
 `run_trial(config, datasets, vectors, embedding_info)` is a plain function of the trial's config (the grid
 axes, the settings sections of `trainables.settings` and the MLflow `tracking` details) and what the driver
-prepared once for every trial and shares through Ray's object store: the datasets, and the initial word
-vectors with the info of their build (`trainables.embeddings.build_vectors`).
+prepared once for every trial and shares through Ray's object store: the datasets (keyed by
+`settings.dataset_key`: as words, or as a pretrained encoder's word pieces), and the initial word vectors
+with the info of their build (`trainables.embeddings.build_vectors`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,17 @@ from trainables.data import PreparedDataset
 from trainables.embeddings import WordVectors, embedding_matrix
 from trainables.examples import build_examples, choose_examples, write_examples
 from trainables.explain import explain as explain_split
-from trainables.model import AttentionClassifier
-from trainables.settings import CounterfactualSettings, ExplainSettings, TrainSettings, run_name
+from trainables.model import AttentionClassifier, encoder_options
+from trainables.settings import (
+    PRETRAINED_ENCODERS,
+    CounterfactualSettings,
+    ExplainSettings,
+    TrainSettings,
+    dataset_key,
+    run_name,
+)
 from trainables.tracking import TrialRun, best_effort
-from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
+from trainables.train import EarlyStopping, classification_metrics, make_training, predict, train_epoch
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "trial_state.pt"
@@ -50,6 +58,7 @@ class TrialState:
     stopping: EarlyStopping
     done_training: bool = False
     train_seconds: float = 0.0
+    scheduler: dict = field(default_factory=dict)  # the learning-rate schedule's state; {} without one
 
     def to_checkpoint(self) -> dict:
         return {
@@ -59,6 +68,7 @@ class TrialState:
             "stopping": self.stopping.state_dict(),
             "done_training": self.done_training,
             "train_seconds": self.train_seconds,
+            "scheduler": self.scheduler,
         }
 
     @classmethod
@@ -103,9 +113,10 @@ def build_model(
     device: torch.device,
 ) -> tuple[AttentionClassifier, dict[str, float]]:
     """The model, its embedding initialised from `vectors` (None: the model's own random init), and the
-    share of the vocabulary ("vocab") and of the training tokens ("tokens") that got a vector."""
+    share of the vocabulary ("vocab") and of the training tokens ("tokens") that got a vector. A pretrained
+    encoder keeps its own embeddings: no vectors, coverage 0."""
     pretrained, coverage = None, {"vocab": 0.0, "tokens": 0.0}
-    if vectors is not None:
+    if vectors is not None and config["encoder"] not in PRETRAINED_ENCODERS:
         pretrained, coverage = embedding_matrix(
             vectors, data.vocab, train.embed_dim, config["seed"], token_counts(data)
         )
@@ -117,6 +128,7 @@ def build_model(
         attention=config["attention"],
         normalizer=config["normalizer"],
         pretrained=pretrained,
+        **encoder_options(config["encoder"], train, data.special),
     )
     return model.to(device), coverage
 
@@ -166,7 +178,8 @@ def run_trial(
         tune.report(run.logged_metrics())
         return
     try:
-        final = train_and_explain(config, datasets[config["dataset"]], vectors, embedding_info, run, hooks)
+        data = datasets[dataset_key(config["dataset"], config["encoder"])]
+        final = train_and_explain(config, data, vectors, embedding_info, run, hooks)
         run.log_metrics(final)
         run.finish("FINISHED")
     except Exception:
@@ -199,13 +212,15 @@ def train_and_explain(
         tags["embeddings_key"] = embedding_info["key"]
     run.set_tags(tags)
     model, coverage = build_model(config, train, data, vectors, device)
-    optimizer = make_optimizer(model, train.lr, train.weight_decay)
+    optimizer, scheduler = make_training(model, config["encoder"], train, len(data.splits["train"]))
     state = restore_state()
     if state is None:
         state = TrialState(-1, {}, {}, EarlyStopping(train.patience))
     else:
         model.load_state_dict(state.model)
         optimizer.load_state_dict(state.optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(state.scheduler)
     if hooks.before_training:
         hooks.before_training(config)
     logged_epochs = run.logged_steps("train/loss")
@@ -214,12 +229,22 @@ def train_and_explain(
             break
         started = time.perf_counter()
         rng = np.random.default_rng([config["seed"], epoch])
-        loss = train_epoch(model, optimizer, data.splits["train"], train.batch_size, rng, device)
+        loss = train_epoch(
+            model,
+            optimizer,
+            data.splits["train"],
+            train.batch_size,
+            rng,
+            device,
+            scheduler,
+            train.mixed_precision,
+        )
         val = data.splits["validation"]
         val_auc = classification_metrics(val.labels, predict(model, val, train.batch_size, device))["auc"]
         state.stopping.update(epoch, val_auc, model)
         state.epoch, state.done_training = epoch, state.stopping.should_stop
         state.model, state.optimizer = model.state_dict(), optimizer.state_dict()
+        state.scheduler = {} if scheduler is None else scheduler.state_dict()
         state.train_seconds += time.perf_counter() - started
         metrics = {"epoch": epoch, "train/loss": loss, "val/auc": val_auc}
         if model.normalizer.alpha is not None:
