@@ -1,11 +1,17 @@
-"""Shared fixtures: tiny generated datasets in the `../shared/datasets` layout, and one local Ray cluster."""
+"""Shared fixtures: tiny generated datasets in the `../shared/datasets` layout, one local Ray cluster per
+module, and one smoke sweep for the whole session."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
+from sweep.config import load_preset
+from sweep.runner import SweepOptions, SweepResult, run_sweep
 from tests.helpers import write_sst_splits
 
 
@@ -28,3 +34,24 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, runtime_env=runtime_env(variables))
     yield ray
     ray.shutdown()
+
+
+class SmokeSweep(NamedTuple):
+    """The smoke preset run once: its result, where it read and wrote, and what it printed."""
+
+    result: SweepResult
+    options: SweepOptions
+    printed: str
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> SmokeSweep:
+    """The smoke preset (tanh attention, softmax and sparsemax, seed 1) on `write_sst_splits` data, run
+    once per session for the tests that only read it (test_sweep.py, test_analysis.py). It joins the Ray
+    instance of the module that first asks for it, or starts and stops one of its own as a sweep does."""
+    data = write_sst_splits(tmp_path_factory.mktemp("smoke_data"))
+    options = SweepOptions(data_dir=data, output_dir=tmp_path_factory.mktemp("smoke_out"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_sweep(load_preset("smoke"), options)
+    return SmokeSweep(result, options, printed.getvalue())

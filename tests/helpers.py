@@ -36,9 +36,12 @@ def sentiment_rows(n: int, seed: int, min_len: int = 4, max_len: int = 14) -> li
     return rows
 
 
+SST_SPLIT_SIZES = {"train": 240, "validation": 60, "test": 60}
+
+
 def write_sst_splits(root: Path) -> Path:
     """A `--data-dir` at `root` with a small learnable `sst2/{train,validation,test}.csv`; returns root."""
-    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": 60}.items()):
+    for seed, (split, n) in enumerate(SST_SPLIT_SIZES.items()):
         write_csv(root / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
     return root
 

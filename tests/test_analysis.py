@@ -22,9 +22,8 @@ from mlflow.tracking import MlflowClient
 from analysis import AnalysisError, analyze, load_instances, load_runs
 from analysis.__main__ import main
 from analysis.tables import Cell, TableSpec, build
-from sweep.config import load_preset
-from sweep.runner import PROJECT_ROOT, SweepOptions, SweepResult, run_sweep
-from tests.helpers import sentiment_rows, write_csv
+from sweep.runner import PROJECT_ROOT, SweepResult
+from tests.helpers import SST_SPLIT_SIZES
 from trainables.settings import AXES
 
 pytestmark = pytest.mark.ray
@@ -39,19 +38,15 @@ TABLES = (
     "timing",
 )
 SETTINGS = ("sst2-lstm-tanh-softmax", "sst2-lstm-tanh-sparsemax")
-TEST_SIZE = 60
+TEST_SIZE = SST_SPLIT_SIZES["test"]
 
 
 @pytest.fixture(scope="module")
-def sweep(ray_cluster, tmp_path_factory) -> SweepResult:
-    """The smoke preset (tanh attention, softmax and sparsemax, seed 1) run once on tiny generated data."""
-    data = tmp_path_factory.mktemp("data")
-    for seed, (split, n) in enumerate({"train": 240, "validation": 60, "test": TEST_SIZE}.items()):
-        write_csv(data / "sst2" / f"{split}.csv", sentiment_rows(n, seed))
-    out = tmp_path_factory.mktemp("sweep")
-    result = run_sweep(load_preset("smoke"), SweepOptions(data_dir=data, output_dir=out))
-    assert result.failed == 0
-    return result
+def sweep(smoke_sweep) -> SweepResult:
+    """The smoke preset (tanh attention, softmax and sparsemax, seed 1) on tiny generated data: the
+    session's run (conftest.py), shared with test_sweep.py."""
+    assert smoke_sweep.result.failed == 0
+    return smoke_sweep.result
 
 
 @pytest.fixture(scope="module")

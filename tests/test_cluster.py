@@ -309,8 +309,9 @@ def run_sweep_cli(
     ray_cluster: TwoNodeCluster, out: Path, data_dir: Path, *args: str, shared: bool = True
 ) -> subprocess.CompletedProcess:
     """`python run_sweep.py --preset smoke --address ...` as `ray submit` runs it on a head. Both nodes
-    are on this machine, so tmp_path is shared storage, declared so unless `shared` is False."""
-    command = [sys.executable, str(PROJECT / "run_sweep.py"), "--preset", "smoke"]
+    are on this machine, so tmp_path is shared storage, declared so unless `shared` is False. Without the
+    analysis after the sweep, which runs on the driver alone (tested in test_reliability.py)."""
+    command = [sys.executable, str(PROJECT / "run_sweep.py"), "--preset", "smoke", "--no-analysis"]
     command += ["--address", ray_cluster.address, "--data-dir", str(data_dir)]
     command += ["--output-dir", str(out), "--tracking-uri", f"sqlite:///{out / 'mlflow.db'}"]
     command += ["--storage-path", str(out / "ray_results"), *args]

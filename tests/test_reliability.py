@@ -262,7 +262,9 @@ STARTS_RAY |= {"more cpus per trial than any node has"}
 @pytest.mark.parametrize(
     "case", [pytest.param(case, marks=pytest.mark.ray) if case in STARTS_RAY else case for case in BAD_INPUTS]
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, sst_dir, capsys):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, sst_dir, capsys, request):
+    if case in STARTS_RAY:  # the module's Ray instance, which the sweep joins, instead of a start of its own
+        request.getfixturevalue("ray_cluster")
     make_argv, fragment = BAD_INPUTS[case]
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
@@ -334,7 +336,8 @@ def test_eight_trials_logging_at_once_lose_no_metric(ray_cluster, sst_dir, tmp_p
         counterfactual={"steps": 5, "permutations": 3},
     )
     out = tmp_path / "out"
-    assert run_sweep.main(["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out)]) == 0
+    argv = ["--config", config, "--data-dir", str(sst_dir), "--output-dir", str(out), "--no-analysis"]
+    assert run_sweep.main(argv) == 0
     runs = runs_by_name(out, "eight")
     assert len(runs) == 8
     metric_sets = {frozenset(r.data.metrics) for r in runs.values()}
@@ -367,14 +370,15 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(0.1)  # the condition is a cheap file check; a sweep's epochs take a fraction of a second
 
 
 @pytest.mark.ray
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_signal, sst_dir, tmp_path):
     """Started from `tmp_path` with a relative data folder and its own MLflow store, then resumed from
-    elsewhere with only `--resume NAME --output-dir`: the sweep remembers both."""
+    elsewhere with only `--resume NAME --output-dir`: the sweep remembers both. (`--no-analysis`: the
+    analysis after a sweep is checked in the just-finished test below.)"""
     out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_{stop_signal.name}"
     store = tmp_path / "store" / "elsewhere.db"
     config = smoke_yaml(
@@ -394,6 +398,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
         str(out),
         "--tracking-uri",
         f"sqlite:///{store}",
+        "--no-analysis",
     ]
     trials = out / "ray_results" / "interrupted"
     driver = start_sweep(argv, ray_tmp, cwd=tmp_path)
@@ -406,14 +411,14 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
 
     try:
         wait_for(second_trial_is_past_epoch_1, 240, "the second trial's third checkpoint")
-        finished_before = runs_by_name(out, "interrupted", store)["sst2-lstm-tanh-softmax-s1"]
-        assert finished_before.info.status == "FINISHED"
-        os.killpg(driver.pid, stop_signal)
+        os.killpg(driver.pid, stop_signal)  # at once: the second trial's last epochs take seconds
         driver.wait(timeout=120)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
         kill_ray_under(ray_tmp)
+    finished_before = runs_by_name(out, "interrupted", store)["sst2-lstm-tanh-softmax-s1"]
+    assert finished_before.info.status == "FINISHED"  # the first trial (one at a time) ended before the kill
     if stop_signal == signal.SIGINT:
         assert runs_by_name(out, "interrupted", store)["sst2-lstm-tanh-sparsemax-s1"].info.status == "KILLED"
         printed = driver.stdout.read().decode()
@@ -426,7 +431,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(stop_sig
     other_store = f"sqlite:///{tmp_path / 'other.db'}"
     with pytest.raises(SystemExit, match="2"):
         run_sweep.main(["--resume", "interrupted", "--output-dir", str(out), "--tracking-uri", other_store])
-    resumed = start_sweep(["--resume", "interrupted", "--output-dir", str(out)], ray_tmp)
+    resumed = start_sweep(["--resume", "interrupted", "--output-dir", str(out), "--no-analysis"], ray_tmp)
     try:
         output = resumed.communicate(timeout=300)[0].decode()
     finally:
@@ -459,6 +464,8 @@ run_sweep(load_config(sys.argv[1]), options, hooks=hooks)
 
 @pytest.mark.ray
 def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir, tmp_path):
+    """Also the one test of the analysis that `run_sweep.py` writes after a sweep (the others pass
+    `--no-analysis`; the analysis itself is tested in test_analysis.py)."""
     out, ray_tmp = tmp_path / "out", Path("/tmp") / f"ane_ray_{os.getpid()}_finished"
     config = smoke_yaml(tmp_path, "just-finished", grid={"normalizer": ["softmax"]})
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmp)}
@@ -482,6 +489,9 @@ def test_a_trial_finished_just_before_a_kill_is_not_run_again_on_resume(sst_dir,
     finally:
         kill_ray_under(ray_tmp)
     assert resumed.returncode == 0, output[-3000:]
+    folder = out / "analysis" / "just-finished"
+    assert f"Tables and figures: {folder} (start with {folder / 'report.md'})" in output
+    assert (folder / "report.md").is_file() and (folder / "tables" / "model_quality.csv").is_file()
     runs = runs_by_name(out, "just-finished")
     after = runs[before.info.run_name]
     assert after.info.status == "FINISHED" and after.info.end_time == before.info.end_time

@@ -25,15 +25,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
-from captum._utils.models.linear_model import SkLearnRidge
-from captum.attr import DeepLift, IntegratedGradients, Lime
 from torch import nn
 
 from trainables.importance import check_batch, eval_mode
 from trainables.model import AttentionClassifier
 from trainables.registry import ATTRIBUTION_METHODS
+
+if TYPE_CHECKING:
+    from captum.attr import DeepLift, IntegratedGradients
+
+# captum (and the matplotlib it imports) is imported by the functions that use it: most sweeps compute no
+# attribution, and every trial worker would otherwise import it at start-up (a tenth of its import time).
 
 DEFAULT_STEPS = 50  # captum's default number of IG steps
 DEFAULT_SAMPLES = 500
@@ -90,6 +95,8 @@ def signed_integrated_gradients(
     """
     check_batch(tokens, mask)
     _check_positive(steps=steps, internal_batch_size=internal_batch_size)
+    from captum.attr import IntegratedGradients
+
     with eval_mode(model), torch.enable_grad():
         explainer = IntegratedGradients(ClassProbabilities(model))
         per_call = max(1, internal_batch_size // steps)
@@ -113,6 +120,8 @@ def signed_deeplift(
     """
     check_batch(tokens, mask)
     _check_positive(internal_batch_size=internal_batch_size)
+    from captum.attr import DeepLift
+
     with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Setting forward, backward hooks", category=UserWarning)
         explainer = DeepLift(ClassProbabilities(model))
@@ -140,6 +149,9 @@ def signed_lime(
     """
     check_batch(tokens, mask)
     _check_positive(samples=samples, internal_batch_size=internal_batch_size)
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
     coefficients = torch.zeros(mask.shape, dtype=model.decoder.weight.dtype, device=tokens.device)
     with eval_mode(model), torch.no_grad():
         explainer = Lime(
