@@ -33,3 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_counterfactual
 	$(BIN)/python -m benchmarks.bench_explain
 	$(BIN)/python -m benchmarks.bench_attributions
+	$(BIN)/python -m benchmarks.bench_encoders
