@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trainables.data import Split
 from trainables.model import AttentionClassifier
 
 LENGTHS = [5, 1, 3, 7, 2, 4]
@@ -90,6 +91,17 @@ def write_tiny_distilbert(folder: Path, max_positions: int = 64) -> Path:
     DistilBertModel(config).save_pretrained(folder)
     DistilBertTokenizer(vocab={piece: i for i, piece in enumerate(WORD_PIECES)}).save_pretrained(folder)
     return folder
+
+
+def learnable_split(n: int, seed: int) -> Split:
+    """Label 1 iff token 2 occurs: one epoch is enough to move the AUC well above chance."""
+    rng = np.random.default_rng(seed)
+    tokens = [rng.integers(3, 30, size=rng.integers(3, 9)) for _ in range(n)]
+    labels = np.arange(n) % 2
+    for seq, label in zip(tokens, labels, strict=True):
+        if label:
+            seq[rng.integers(len(seq))] = 2
+    return Split(tokens, labels)
 
 
 def make_model(attention: str, normalizer: str, encoder: str = "lstm") -> AttentionClassifier:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.data import Split
+from tests.helpers import learnable_split
 from trainables.model import AttentionClassifier, Normalizer
 from trainables.settings import ENCODERS, NORMALIZERS, PRETRAINED_ENCODERS
 from trainables.train import EarlyStopping, classification_metrics, make_optimizer, predict, train_epoch
@@ -95,17 +95,6 @@ def test_unknown_settings_are_rejected():
         AttentionClassifier(10, encoder="gru")
     with pytest.raises(ValueError, match="cnn hidden_size must be a multiple of 4, got 6"):
         AttentionClassifier(10, encoder="cnn", hidden_size=6)
-
-
-def learnable_split(n: int, seed: int) -> Split:
-    """Label 1 iff token 2 occurs: one epoch is enough to move the AUC well above chance."""
-    rng = np.random.default_rng(seed)
-    tokens = [rng.integers(3, 30, size=rng.integers(3, 9)) for _ in range(n)]
-    labels = np.arange(n) % 2
-    for seq, label in zip(tokens, labels, strict=True):
-        if label:
-            seq[rng.integers(len(seq))] = 2
-    return Split(tokens, labels)
 
 
 def train_once(seed: int) -> tuple[list[float], dict[str, float]]:

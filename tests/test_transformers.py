@@ -15,10 +15,10 @@ import torch
 
 from sweep.config import ConfigError, load_preset, parse_config
 from sweep.runner import prepare_data, word_pieces
-from tests.helpers import write_tiny_distilbert
+from tests.helpers import learnable_split, write_tiny_distilbert
 from trainables.attributions import attribution_importance
 from trainables.counterfactual import adversarial_attention
-from trainables.data import Split, index_word_pieces, tokenize_dataset
+from trainables.data import index_word_pieces, tokenize_dataset
 from trainables.importance import gradient_importance, leave_one_out_importance
 from trainables.model import AttentionClassifier, sinusoidal_positions
 from trainables.pretrained import (
@@ -176,17 +176,6 @@ def test_sinusoidal_positions_are_vaswanis_and_learned_ones_have_a_bound():
         model(long, long != 0)
     with pytest.raises(ValueError, match="transformer hidden_size must be a multiple of its 4 heads, got 6"):
         AttentionClassifier(30, 8, 6, encoder="transformer", heads=4)
-
-
-def learnable_split(n: int, seed: int) -> Split:
-    """Label 1 iff token 2 occurs."""
-    rng = np.random.default_rng(seed)
-    tokens = [rng.integers(3, 30, size=rng.integers(3, 9)) for _ in range(n)]
-    labels = np.arange(n) % 2
-    for seq, label in zip(tokens, labels, strict=True):
-        if label:
-            seq[rng.integers(len(seq))] = 2
-    return Split(tokens, labels)
 
 
 def transformer_losses(seed: int, mixed_precision: bool = False) -> list[float]:
