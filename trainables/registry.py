@@ -93,6 +93,12 @@ STATISTIC_NAMES = tuple(statistic.name for statistic in STATISTICS)
 
 CLASSES = {"all": "all", "0": "negative (0)", "1": "positive (1)"}  # "all" and each true label
 
+
+def class_labels(num_classes: int) -> tuple[str, ...]:
+    """The class keys of per-class metrics: "all", then each true label "0" .. str(num_classes - 1)."""
+    return ("all", *(str(label) for label in range(num_classes)))
+
+
 SIGNIFICANCE = 0.05  # a Kendall τ with p below this counts as significant
 JSD_HIGH = 0.5  # Jain & Wallace call an adversary with JSD >= 0.5 "very different"
 DIFF_SMALL = 0.01  # a permutation changing the output by less than this leaves the prediction as it was

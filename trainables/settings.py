@@ -22,6 +22,15 @@ from trainables.pretrained import parse_pretrained
 from trainables.registry import ATTRIBUTION_METHODS
 
 DATASETS = ("sst2", "imdb", "ag_news", "20news_sports")
+# Each dataset's class names by label id; the label ids name the per-class metrics (docs/METRICS.md).
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "sst2": ("negative", "positive"),
+    "imdb": ("negative", "positive"),
+    "ag_news": ("world", "business"),
+    "20news_sports": ("baseball", "hockey"),
+    "snli": ("entailment", "neutral", "contradiction"),
+    "mnli": ("entailment", "neutral", "contradiction"),
+}
 ENCODERS = ("lstm", "cnn", "average", "transformer", "distilbert")
 # encoders that bring their own tokenizer and embeddings (trainables/pretrained.py): their trials read the
 # datasets as the pretrained model's word pieces, not as spaCy words, and ignore the `embeddings` section
