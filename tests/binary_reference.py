@@ -35,7 +35,9 @@ def reference_metrics() -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as folder:
         data = prepare("sst2", write_sst_splits(Path(folder)), max_examples=80)
     device = torch.device("cpu")
-    explain_settings = ExplainSettings(batch_size=16, attributions=("integrated_gradients", "deeplift"), ig_steps=8)
+    explain_settings = ExplainSettings(
+        batch_size=16, attributions=("integrated_gradients", "deeplift"), ig_steps=8
+    )
     counterfactual = CounterfactualSettings(steps=20, permutations=10, batch_size=16)
     results = {}
     for encoder, attention, normalizer in SETTINGS:

@@ -1,7 +1,8 @@
 """Erasure faithfulness (DeYoung et al. 2020, ERASER): do a measure's top tokens move the prediction?
 
 An order ranks an instance's tokens by a measure's scores (descending, ties to the lower position, as the
-top-k correlations rank them). For an instance x of length L predicted as class c, and each percentage q
+top-k correlations rank them; for a pair task, the premise's tokens, the hypothesis kept whole). For an
+instance x of length L predicted as class c, and each percentage q
 of `registry.ERASURE_PERCENTS`, its top k = ceil(q L / 100) tokens are
 
 - deleted (later tokens shift left, as in leave-one-out):
@@ -12,8 +13,8 @@ An instance's summary per order is the mean over q: the area over the perturbati
 faithful measure has high comprehensiveness and low sufficiency; tokens ranked at random
 (`registry.RANDOM_ORDER`, seeded per instance) are the baseline. Like leave-one-out, every erased sequence
 of a batch runs through `importance._logits` (at most max_rows sequences of one length per forward pass),
-each distinct sequence once, and the probability changes are taken in float64 from the logits, on the
-side of the sigmoid where both probabilities are small, so saturated predictions keep their digits.
+each distinct sequence once, and the probability changes are taken in float64 from the logits
+(`outputs.predicted_probability_change`), so saturated predictions keep their digits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from trainables.correlation import summarize
 from trainables.data import Split, length_batches
 from trainables.importance import DEFAULT_MAX_ROWS, _logits, check_batch, eval_mode
 from trainables.model import AttentionClassifier
+from trainables.outputs import predicted_probability_change
 from trainables.registry import Measure
 from trainables.settings import ExplainSettings
 
@@ -42,12 +44,14 @@ def erasure_curves(
     scores: torch.Tensor,
     percents: Sequence[int] = registry.ERASURE_PERCENTS,
     max_rows: int = DEFAULT_MAX_ROWS,
+    query: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Comprehensiveness and sufficiency [M, B, F] (float64) of M orders' scores [M, B, T] on the batch
-    (token ids [B, T], left-aligned bool mask [B, T]), at the F `percents` (integers in 1..100).
+    (token ids [B, T], left-aligned bool mask [B, T]; a pair model: and each row's query [B, D]), at the
+    F `percents` (integers in 1..100).
 
     Scores on padding are ignored; NaN ranks last. Deleting every token of a row leaves an empty input
-    (the model then outputs sigmoid(decoder bias)), as in leave-one-out.
+    (the model then outputs what its decoder gives a zero context), as in leave-one-out.
     """
     check_batch(tokens, mask)
     if scores.ndim != 3 or scores.shape[1:] != tokens.shape:
@@ -72,16 +76,20 @@ def erasure_curves(
         torch.arange(batch, device=tokens.device)[None, None, :, None].expand(keep.shape[:-1]).reshape(-1)
     )
     erased, erased_lengths = compact(tokens[source], keep.reshape(-1, width))
-    # the unchanged sequences join the erased ones, so an erasure that keeps every token gives exactly 0
+    # the unchanged sequences join the erased ones, so an erasure that keeps every token gives exactly 0;
+    # with a query (pairs), the row it belongs to is part of what makes a sequence distinct
     rows = torch.cat(
         [torch.cat([tokens, lengths.unsqueeze(1)], 1), torch.cat([erased, erased_lengths.unsqueeze(1)], 1)]
     )
+    owners = torch.cat([torch.arange(batch, device=tokens.device), source])
+    if query is not None:
+        rows = torch.cat([rows, owners.unsqueeze(1)], 1)
     distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
     with eval_mode(model), torch.no_grad():
-        logits = _logits(model, distinct[:, :-1], distinct[:, -1], max_rows)[inverse]
+        distinct_query = None if query is None else query[distinct[:, -1]]
+        logits = _logits(model, distinct[:, :width], distinct[:, width], max_rows, distinct_query)[inverse]
     full, erased_logits = logits[:batch], logits[batch:]
-    sign = torch.where(full >= 0, 1.0, -1.0).to(full)  # logit of the predicted class: sign * logit
-    change = class_probability_change(sign[source] * full[source], sign[source] * erased_logits)
+    change = predicted_probability_change(full[source], erased_logits)
     change = change.reshape(2, orders, batch, len(percents))
     return change[0], change[1]
 
@@ -102,16 +110,6 @@ def compact(tokens: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
     order = (~keep).to(torch.int8).argsort(dim=1, stable=True)  # kept positions first, in order
     columns = torch.arange(tokens.shape[1], device=tokens.device)
     return tokens.gather(1, order) * (columns < counts.unsqueeze(1)), counts
-
-
-def class_probability_change(logits: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """sigmoid(logits) - sigmoid(other) in float64, elementwise; where their sum is positive it is taken
-    as sigmoid(-other) - sigmoid(-logits), from the small complements, which keep their digits."""
-    logits, other = logits.double(), other.double()
-    upper = logits + other > 0
-    return torch.where(
-        upper, torch.sigmoid(-other) - torch.sigmoid(-logits), torch.sigmoid(logits) - torch.sigmoid(other)
-    )
 
 
 def random_scores(

@@ -25,12 +25,15 @@ def leave_one_out_logits(
     rows: torch.Tensor,
     positions: torch.Tensor,
     max_rows: int,
+    query: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits [B] of the full sentences and [N] of sentence rows[r] without token positions[r].
+    """Logits [B] of the full sentences and [N] of sentence rows[r] without token positions[r] ([B, C]
+    and [N, C] for a C-class model).
 
     `model.encoder` must be the BiLSTM; tokens [B, T] with a left-aligned mask [B, T]; deletions run
-    at most max_rows at a time. Both logits come from the same recurrence, so a deletion that changes
-    nothing gives exactly the full sentence's logit.
+    at most max_rows at a time; a pair model's `query` [B, D] goes with every deletion of its row. Both
+    logits come from the same recurrence, so a deletion that changes nothing gives exactly the full
+    sentence's logit.
     """
     rnn = model.encoder.rnn
     lengths = mask.sum(1)
@@ -49,9 +52,9 @@ def leave_one_out_logits(
     backward_order = (lengths[:, None] - 1 - steps).clamp(min=0)  # x_{n-1} .. x_0
     backward.run(projected_b, token + backward_order, zero, zero, lengths, h_b, slot + backward_order, c_b)
     # Padding states need no zeroing: the normalizer gives padding zero weight, so they never reach a logit.
-    full = _decode(model, torch.cat([h_f, h_b], -1).view(batch, width + 1, -1)[:, :width], mask)
+    full = _decode(model, torch.cat([h_f, h_b], -1).view(batch, width + 1, -1)[:, :width], mask, query)
 
-    deleted = torch.empty(len(rows), dtype=full.dtype, device=full.device)
+    deleted = full.new_empty(len(rows), *full.shape[1:])
     size = rnn.hidden_size
     for chunk in torch.arange(len(rows), device=rows.device).split(max_rows):
         row, i, n = rows[chunk], positions[chunk].unsqueeze(1), lengths[rows[chunk]].unsqueeze(1)
@@ -78,7 +81,7 @@ def leave_one_out_logits(
         backward.run(
             projected_b, token[row] + earlier, h_b[after], c_b[after], i.squeeze(1), new_b, here + earlier
         )
-        deleted[chunk] = _decode(model, hidden, j < n - 1)
+        deleted[chunk] = _decode(model, hidden, j < n - 1, None if query is None else query[row])
     return full, deleted
 
 
@@ -136,6 +139,9 @@ class _Direction:
                 cell_out[out_index[step, :active]] = c
 
 
-def _decode(model: AttentionClassifier, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Logits [N] from hidden states [N, T, D] through the model's attention and decoder."""
-    return model.decode(hidden, model.attend(hidden, mask))
+def _decode(
+    model: AttentionClassifier, hidden: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None
+) -> torch.Tensor:
+    """Logits [N] or [N, C] from hidden states [N, T, D] (and a pair model's query [N, D]) through the
+    model's attention and decoder."""
+    return model.decode(hidden, model.attend(hidden, mask, query), query)

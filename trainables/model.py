@@ -1,4 +1,5 @@
-"""Jain & Wallace's binary attention classifier: embedding, encoder, attention, sigmoid decoder.
+"""Jain & Wallace's attention classifier: embedding, encoder, attention, decoder; for two classes one
+sigmoid logit, for C classes a softmax over C logits (`trainables.outputs`).
 
 Encoders: BiLSTM, CNN, a context-free projection, a Transformer trained from scratch, or pretrained
 DistilBERT; attention: additive (tanh) or scaled dot product; normalizers: softmax and the sparse entmax
@@ -7,7 +8,13 @@ the same pooling layer over its token states.
 
 The forward pass is split into steps (`embed`, `encode`, `attend`, `decode`) so explanation code can start
 from the embeddings (gradient importance) or from frozen hidden states (counterfactual attention).
-Shapes: B batch, T padded length, E embedding size, D hidden size (2 x 128 for the BiLSTM).
+
+Pair tasks (NLI) follow Jain & Wallace's model for premise and hypothesis: each is encoded by its own
+encoder of the same kind, the attention over the premise tokens is conditioned on a query, the
+hypothesis's final state (`query`), and the decoder reads the attended premise and the query. Every
+explanation is over the premise, with the hypothesis (so the query) held fixed: callers compute the
+query once and pass it to `forward_embeddings`, `attend` and `decode`.
+Shapes: B batch, T padded length, E embedding size, D hidden size (2 x 128 for the BiLSTM), C logits.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from entmax import entmax15, entmax_bisect, sparsemax
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from trainables.outputs import output_size
 from trainables.settings import (
     ATTENTIONS,
     ENCODERS,
@@ -219,32 +227,69 @@ def encoder_options(encoder: str, train: TrainSettings, special: dict[str, int])
 
 
 class AdditiveAttention(nn.Module):
-    """Bahdanau (tanh) scores: v^T tanh(W h_t + b).
+    """Bahdanau (tanh) scores: v^T tanh(W h_t + b), or v^T tanh(W h_t + W_q q + b) with a query q [B, D]
+    (`conditioned`, pair tasks).
 
     The tanh is a module (no parameters, same numbers as torch.tanh) so that captum's DeepLift, which only
     sees nonlinearities that are modules, applies its rescale rule to it.
     """
 
-    def __init__(self, input_size: int, attention_size: int = 128) -> None:
+    def __init__(self, input_size: int, attention_size: int = 128, conditioned: bool = False) -> None:
         super().__init__()
         self.project = nn.Linear(input_size, attention_size)
+        self.project_query = nn.Linear(input_size, attention_size, bias=False) if conditioned else None
         self.activation = nn.Tanh()
         self.score = nn.Linear(attention_size, 1, bias=False)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.score(self.activation(self.project(hidden))).squeeze(-1)
+    def forward(self, hidden: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] (and query [B, D] if conditioned) -> scores [B, T]."""
+        projected = self.project(hidden)
+        if self.project_query is not None:
+            projected = projected + self.project_query(query).unsqueeze(1)
+        return self.score(self.activation(projected)).squeeze(-1)
 
 
 class ScaledDotAttention(nn.Module):
-    """Scaled dot-product scores with a learned query vector: q^T h_t / sqrt(D)."""
+    """Scaled dot-product scores q^T h_t / sqrt(D): with a learned query vector q, or (`conditioned`,
+    pair tasks) with each instance's query q [B, D]."""
 
-    def __init__(self, input_size: int) -> None:
+    def __init__(self, input_size: int, conditioned: bool = False) -> None:
         super().__init__()
-        self.query = nn.Parameter(torch.randn(input_size) / math.sqrt(input_size))
+        self.query = None if conditioned else nn.Parameter(torch.randn(input_size) / math.sqrt(input_size))
         self.scale = math.sqrt(input_size)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.query / self.scale
+    def forward(self, hidden: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, D] (and query [B, D] if conditioned) -> scores [B, T]."""
+        if self.query is not None:
+            return hidden @ self.query / self.scale
+        return torch.einsum("btd,bd->bt", hidden, query) / self.scale
+
+
+class PairDecoder(nn.Module):
+    """Jain & Wallace's decoder for pairs: logits W_o tanh(W_c c + W_q q + b) + b_o of the attended premise
+    c [B, D] and the query q [B, D]."""
+
+    def __init__(self, size: int, outputs: int) -> None:
+        super().__init__()
+        self.context = nn.Linear(size, size)
+        self.query = nn.Linear(size, size, bias=False)
+        self.output = nn.Linear(size, outputs)
+
+    def forward(self, context: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return self.output(torch.tanh(self.context(context) + self.query(query)))
+
+
+def final_state(encoder: nn.Module, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One vector [B, D] per row of encoder states [B, T, D]: for the BiLSTM its final states (the forward
+    direction's at the last real token, the backward direction's at the first); for encoders with no final
+    state (CNN, projection, transformer) the mean of the real tokens' states."""
+    lengths = mask.sum(1)
+    if isinstance(encoder, BiLSTMEncoder):
+        half = states.shape[-1] // 2
+        rows = torch.arange(states.shape[0], device=states.device)
+        last = (lengths - 1).clamp(min=0)
+        return torch.cat([states[rows, last, :half], states[:, 0, half:]], dim=-1)
+    return states.sum(1) / lengths.clamp(min=1).unsqueeze(-1).to(states.dtype)
 
 
 class Normalizer(nn.Module):
@@ -285,11 +330,14 @@ class Normalizer(nn.Module):
 
 
 class AttentionClassifier(nn.Module):
-    """Embedding -> encoder -> attention -> linear decoder giving one logit (sigmoid = P(label 1)).
+    """Embedding -> encoder -> attention -> linear decoder giving one logit (sigmoid = P(label 1)) for
+    `num_classes` = 2, else `num_classes` logits (softmax).
 
-    `encoder_options` go to the encoder class (see `encoder_options`). A pretrained encoder (DistilBERT)
-    brings its own embeddings (its `embed`): then `vocab_size`, `embed_dim` and `pretrained` (word vectors)
-    do not apply and `self.embedding` is None.
+    `pair`: a premise-hypothesis model (see the module docstring): a second encoder for the hypothesis,
+    attention conditioned on its final state, `PairDecoder`. `encoder_options` go to the encoder class
+    (see `encoder_options`). A pretrained encoder (DistilBERT) brings its own embeddings (its `embed`):
+    then `vocab_size`, `embed_dim` and `pretrained` (word vectors) do not apply and `self.embedding` is
+    None; it reads single texts only.
     """
 
     def __init__(
@@ -301,6 +349,8 @@ class AttentionClassifier(nn.Module):
         attention: str = "tanh",
         normalizer: str = "softmax",
         pretrained: torch.Tensor | None = None,
+        num_classes: int = 2,
+        pair: bool = False,
         **encoder_options: Any,
     ) -> None:
         super().__init__()
@@ -314,11 +364,23 @@ class AttentionClassifier(nn.Module):
                 self.embedding.weight.data.copy_(pretrained)
         elif pretrained is not None:
             raise ValueError(f"the {encoder} encoder has its own embeddings; word vectors do not apply")
+        if pair and encoder in PRETRAINED_ENCODERS:
+            raise ValueError(f"the {encoder} encoder reads single texts; pair tasks need another encoder")
+        self.num_classes, self.pair = num_classes, pair
+        outputs = output_size(num_classes)
         self.encoder = ENCODER_CLASSES[encoder](embed_dim, hidden_size, **encoder_options)
         size = self.encoder.output_size
-        self.attention = AdditiveAttention(size) if attention == "tanh" else ScaledDotAttention(size)
+        if attention == "tanh":
+            self.attention = AdditiveAttention(size, conditioned=pair)
+        else:
+            self.attention = ScaledDotAttention(size, conditioned=pair)
         self.normalizer = Normalizer(normalizer)
-        self.decoder = nn.Linear(size, 1)
+        if pair:
+            self.hypothesis_encoder = ENCODER_CLASSES[encoder](embed_dim, hidden_size, **encoder_options)
+            self.decoder = PairDecoder(size, outputs)
+        else:
+            self.hypothesis_encoder = None
+            self.decoder = nn.Linear(size, outputs)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids -> [B, T, E]."""
@@ -328,26 +390,71 @@ class AttentionClassifier(nn.Module):
         """[B, T, E] -> hidden states [B, T, D]."""
         return self.encoder(embeddings, mask)
 
-    def attend(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B, T, D] -> attention weights [B, T]."""
-        return self.normalizer(self.attention(hidden), mask)
+    def query(self, hypothesis: torch.Tensor, hypothesis_mask: torch.Tensor) -> torch.Tensor:
+        """A pair model's query [B, D]: the final state of the hypothesis token ids [B, S] (mask [B, S])."""
+        if not self.pair:
+            raise ValueError("only a pair model (pair=True) has a query")
+        states = self.hypothesis_encoder(self.embed(hypothesis), hypothesis_mask)
+        return final_state(self.hypothesis_encoder, states, hypothesis_mask)
 
-    def decode(self, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Logit [B] of the attention-weighted context vector sum_t weights_t * hidden_t."""
+    def attend(
+        self, hidden: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, T, D] (a pair model: and its query [B, D]) -> attention weights [B, T]."""
+        return self.normalizer(self.attention(hidden, self._checked(query, hidden)), mask)
+
+    def decode(
+        self, hidden: torch.Tensor, weights: torch.Tensor, query: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits [B] (two classes) or [B, C] of the attention-weighted context vector sum_t weights_t *
+        hidden_t (a pair model: and its query [B, D])."""
         context = torch.einsum("bt,btd->bd", weights, hidden)
-        return self.decoder(context).squeeze(-1)
+        if self.pair:
+            return self.decoder(context, self._checked(query, hidden))
+        logits = self.decoder(context)
+        return logits.squeeze(-1) if logits.shape[-1] == 1 else logits
 
     def forward_embeddings(
-        self, embeddings: torch.Tensor, mask: torch.Tensor, detach_attention: bool = False
+        self,
+        embeddings: torch.Tensor,
+        mask: torch.Tensor,
+        detach_attention: bool = False,
+        query: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B] and attention [B, T] from embeddings [B, T, E].
+        """Logits [B] or [B, C] and attention [B, T] from embeddings [B, T, E] (a pair model: and the query
+        [B, D] of each row's hypothesis, see `query`).
 
         `detach_attention` holds the weights fixed for autograd (Jain & Wallace's gradient importance).
         """
         hidden = self.encode(embeddings, mask)
-        weights = self.attend(hidden, mask)
-        return self.decode(hidden, weights.detach() if detach_attention else weights), weights
+        weights = self.attend(hidden, mask, query)
+        return self.decode(hidden, weights.detach() if detach_attention else weights, query), weights
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B] and attention [B, T] from token ids [B, T] (0 = padding) and mask [B, T]."""
-        return self.forward_embeddings(self.embed(tokens), mask)
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        mask: torch.Tensor,
+        hypothesis: torch.Tensor | None = None,
+        hypothesis_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B] or [B, C] and attention [B, T] from token ids [B, T] (0 = padding) and mask [B, T];
+        a pair model also takes the hypothesis token ids [B, S] and mask [B, S]."""
+        if (hypothesis is None) != (hypothesis_mask is None):
+            raise ValueError("pass the hypothesis with its mask, or neither")
+        query = None if hypothesis is None else self.query(hypothesis, hypothesis_mask)
+        return self.forward_embeddings(self.embed(tokens), mask, query=query)
+
+    def _checked(self, query: torch.Tensor | None, hidden: torch.Tensor) -> torch.Tensor | None:
+        """`query` if the model takes one ([B, D] for hidden [B, T, D]) and None if it does not, else
+        ValueError: a pair model needs its hypothesis, a single-text model has none."""
+        if not self.pair:
+            if query is not None:
+                raise ValueError("a single-text model takes no hypothesis or query")
+            return None
+        if query is None:
+            raise ValueError("a pair model needs the hypothesis (or its query) of every row")
+        if query.shape != (hidden.shape[0], hidden.shape[-1]):
+            raise ValueError(
+                f"query must be [B, D] = {[hidden.shape[0], hidden.shape[-1]]}, got {list(query.shape)}"
+            )
+        return query

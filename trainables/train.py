@@ -71,14 +71,20 @@ def train_epoch(
     scheduler: Scheduler | None = None,
     mixed_precision: bool = False,
 ) -> float:
-    """One pass over `split` in shuffled length buckets; returns the mean binary cross-entropy.
+    """One pass over `split` in shuffled length buckets; returns the mean cross-entropy (binary for a
+    two-class model's one logit).
 
     `scheduler` steps after every optimizer step; `mixed_precision` runs the forward passes under
     bfloat16 autocast on the model's device (the loss is taken in float32).
     """
     model.train()
-    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
-    labels = torch.tensor(split.labels, dtype=torch.float32)
+    if model.num_classes == 2:
+        loss_fn, labels = (
+            nn.BCEWithLogitsLoss(reduction="sum"),
+            torch.tensor(split.labels, dtype=torch.float32),
+        )
+    else:
+        loss_fn, labels = nn.CrossEntropyLoss(reduction="sum"), torch.tensor(split.labels, dtype=torch.long)
     total = 0.0
     for batch in length_batches(split.lengths, batch_size, rng):
         with autocast(device, mixed_precision):
@@ -102,17 +108,33 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 @torch.no_grad()
 def predict(model: AttentionClassifier, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
-    """P(label 1) for every instance of `split`, in the split's order."""
+    """For every instance of `split`, in the split's order: P(label 1) [N] for two classes, else the class
+    probabilities [N, C]."""
     model.eval()
-    probs = np.empty(len(split), dtype=np.float64)
+    shape = (len(split),) if model.num_classes == 2 else (len(split), model.num_classes)
+    probs = np.empty(shape, dtype=np.float64)
     for batch in length_batches(split.lengths, batch_size):
         logits, _ = model(*split.batch(batch, device))
-        probs[batch] = torch.sigmoid(logits).double().cpu().numpy()
+        if logits.ndim == 1:
+            probs[batch] = torch.sigmoid(logits).double().cpu().numpy()
+        else:
+            probs[batch] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
     return probs
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro F1 (threshold 0.5) and ROC-AUC; AUC is NaN when only one class is present."""
+    """Accuracy, macro F1 and ROC-AUC from P(label 1) [N] (threshold 0.5) or class probabilities [N, C]
+    (the most probable class; AUC one-vs-rest, macro-averaged). AUC is NaN unless every class is present."""
+    if probs.ndim == 2:
+        predictions = probs.argmax(1)
+        classes = np.arange(probs.shape[1])
+        every_class = set(np.unique(labels).tolist()) == set(classes.tolist())
+        auc = roc_auc_score(labels, probs, multi_class="ovr", labels=classes) if every_class else float("nan")
+        return {
+            "accuracy": float(accuracy_score(labels, predictions)),
+            "f1": float(f1_score(labels, predictions, average="macro", labels=classes)),
+            "auc": float(auc),
+        }
     predictions = (probs >= 0.5).astype(int)
     auc = roc_auc_score(labels, probs) if len(np.unique(labels)) == 2 else float("nan")
     return {
