@@ -210,7 +210,9 @@ def test_decode_with_wrong_output_shape_is_rejected():
         torch.ones(2, 3, dtype=torch.bool),
         torch.full((2, 3), 1 / 3),
     )
-    with pytest.raises(ValueError, match=r"decode must return logits of shape \[2\], got \(2, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"decode must return logits of shape \[2\] or \[2, C\] with C >= 2, got \(2, 1\)"
+    ):
         adversarial_attention(lambda h, w: torch.zeros(w.shape[0], 1), hidden, mask, attention)
 
 

@@ -1,9 +1,13 @@
 """Counterfactual attention (experiment 2 of Jain & Wallace 2019): adversarial and permuted attention.
 
 Both searches keep the encoder's hidden states frozen and only swap the attention distribution fed to
-`decode(hidden, weights) -> logits`, so they work for any encoder. The predicted probability is
-y = sigmoid(logit). Shapes: B instances, K adversaries per instance, n permutations, T padded length,
-D hidden size. `mask` is bool [B, T], True on real tokens.
+`decode(hidden, weights) -> logits`, so they work for any encoder. For a pair model `decode` also takes
+each row's query, `decode(hidden, weights, query)`, and the searches take the batch's `query` [B, D].
+The output y is the distribution over classes: y = sigmoid(logit) for one logit, softmax for C logits.
+The output change |dy| is the total variation distance between two outputs: |Δ P(label 1)| for two
+classes, half the L1 distance for C (Jain & Wallace's multi-class criterion). Shapes: B instances, K
+adversaries per instance, n permutations, T padded length, D hidden size. `mask` is bool [B, T], True on
+real tokens.
 
 Random draws are seeded per instance (`seeds`, one per row; default: the row number), so an instance's
 result does not depend on the batch it is in: not on the batch size, nor on its neighbours.
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-Decode = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Decode = Callable[..., torch.Tensor]  # (hidden [N, T, D], weights [N, T][, query [N, D]]) -> logits
 
 INIT_NOISE_STD = 3.0  # std of the Gaussian noise added to uniform logits, as in Jain & Wallace's code
 DECODE_CHUNK_ELEMENTS = 1 << 24  # hidden-state elements per decode call in the permutation test (64 MB)
@@ -27,7 +31,7 @@ class AdversarialResult:
     """Per instance [B]: the most divergent adversary that keeps the prediction within epsilon."""
 
     max_jsd: torch.Tensor  # [B] JSD(kept adversary, attention); 0 where none was found
-    found: torch.Tensor  # [B] bool, some adversary satisfied |dy| <= epsilon
+    found: torch.Tensor  # [B] bool, some adversary satisfied |dy| <= epsilon (TVD)
     output_diff: torch.Tensor  # [B] |dy| of the kept adversary; NaN where none was found
     distribution: torch.Tensor  # [B, T] kept adversary; the original attention where none was found
     max_attention: torch.Tensor  # [B] largest weight of the original attention
@@ -71,11 +75,13 @@ def adversarial_attention(
     penalty: float = 500.0,
     lr: float = 0.01,
     seeds: Sequence[int] | None = None,
+    query: torch.Tensor | None = None,
 ) -> AdversarialResult:
     """Jain & Wallace's Algorithm 2: K maximally divergent attentions per instance with |dy| <= epsilon.
 
-    hidden [B, T, D], mask [B, T], attention [B, T]. One Adam optimisation covers the whole batch: the
-    loss is summed over instances, so each instance's gradient is independent of the others.
+    hidden [B, T, D], mask [B, T], attention [B, T], a pair model's query [B, D]. One Adam optimisation
+    covers the whole batch: the loss is summed over instances, so each instance's gradient is independent
+    of the others.
     """
     _check_inputs(hidden, mask, attention)
     for ok, message in (
@@ -90,22 +96,26 @@ def adversarial_attention(
     hidden, attention = hidden.detach(), attention.detach()
     batch, length, size = hidden.shape
     with torch.no_grad():
-        reference = _probabilities(decode, hidden, attention)
+        reference = _probabilities(decode, hidden, attention, query)
     hidden_k = hidden.unsqueeze(1).expand(batch, k, length, size).reshape(batch * k, length, size)
+    query_k = None if query is None else query.repeat_interleave(k, dim=0)
     mask_k = mask.unsqueeze(1)  # [B, 1, T]
     logits = _initial_logits(mask, k, _check_seeds(seeds, batch), hidden.dtype)
     optimizer = torch.optim.Adam([logits], lr=lr, amsgrad=True)
     with torch.enable_grad():
         for _ in range(steps):
             adversaries = _masked_softmax(logits, mask_k)
-            predicted = _probabilities(decode, hidden_k, adversaries.reshape(batch * k, length))
-            loss = _search_loss(adversaries, attention, predicted.view(batch, k), reference, epsilon, penalty)
+            predicted = _probabilities(decode, hidden_k, adversaries.reshape(batch * k, length), query_k)
+            loss = _search_loss(
+                adversaries, attention, predicted.view(batch, k, -1), reference, epsilon, penalty
+            )
             (logits.grad,) = torch.autograd.grad(loss, logits)
             optimizer.step()
     with torch.no_grad():
         adversaries = _masked_softmax(logits, mask_k)
-        predicted = _probabilities(decode, hidden_k, adversaries.reshape(batch * k, length)).view(batch, k)
-    return _keep_best(adversaries, attention, (predicted - reference.unsqueeze(1)).abs(), epsilon)
+        predicted = _probabilities(decode, hidden_k, adversaries.reshape(batch * k, length), query_k)
+        predicted = predicted.view(batch, k, -1)
+    return _keep_best(adversaries, attention, output_change(predicted, reference.unsqueeze(1)), epsilon)
 
 
 def _initial_logits(mask: torch.Tensor, k: int, seeds: list[int], dtype: torch.dtype) -> torch.Tensor:
@@ -132,14 +142,25 @@ def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~mask, float("-inf")).softmax(-1)
 
 
-def _probabilities(decode: Decode, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Predicted P(label 1) [N] from decode on hidden [N, T, D] and weights [N, T]."""
-    logits = decode(hidden, weights)
-    if logits.shape != weights.shape[:1]:
+def _probabilities(
+    decode: Decode, hidden: torch.Tensor, weights: torch.Tensor, query: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The output from decode on hidden [N, T, D] and weights [N, T] (and query [N, D]): [N, 1] holding
+    P(label 1) for one logit, class probabilities [N, C] for C logits."""
+    logits = decode(hidden, weights) if query is None else decode(hidden, weights, query)
+    if logits.ndim not in (1, 2) or logits.shape[0] != weights.shape[0] or logits.shape[1:] == (1,):
         raise ValueError(
-            f"decode must return logits of shape [{weights.shape[0]}], got {tuple(logits.shape)}"
+            f"decode must return logits of shape [{weights.shape[0]}] or [{weights.shape[0]}, C] with "
+            f"C >= 2, got {tuple(logits.shape)}"
         )
-    return torch.sigmoid(logits)
+    return torch.sigmoid(logits).unsqueeze(-1) if logits.ndim == 1 else torch.softmax(logits, dim=-1)
+
+
+def output_change(predicted: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Total variation distance over the last dim between outputs of `_probabilities` [..., 1 or C]
+    (broadcast): |Δ P(label 1)| for one column, half the L1 distance for C."""
+    distance = (predicted - reference).abs().sum(-1)
+    return distance if predicted.shape[-1] == 1 else distance / 2
 
 
 def _search_loss(
@@ -152,10 +173,10 @@ def _search_loss(
 ) -> torch.Tensor:
     """Scalar sum over instances of -mean JSD to attention + penalty * mean excess |dy| - diversity.
 
-    adversaries [B, K, T], attention [B, T], predicted [B, K], reference [B].
+    adversaries [B, K, T], attention [B, T], predicted [B, K, 1 or C], reference [B, 1 or C].
     """
     divergence = jensen_shannon(adversaries, attention.unsqueeze(1)).mean(1)
-    excess = torch.relu((predicted - reference.unsqueeze(1)).abs() - epsilon).mean(1)
+    excess = torch.relu(output_change(predicted, reference.unsqueeze(1)) - epsilon).mean(1)
     return (-divergence + penalty * excess - _mean_pairwise_jsd(adversaries)).sum()
 
 
@@ -197,20 +218,22 @@ def permutation_output_diff(
     *,
     n_permutations: int = 100,
     seeds: Sequence[int] | None = None,
+    query: torch.Tensor | None = None,
 ) -> PermutationResult:
-    """Median |dy| when each instance's attention is randomly permuted over its real tokens.
+    """Median |dy| (TVD) when each instance's attention is randomly permuted over its real tokens.
 
-    hidden [B, T, D], mask [B, T], attention [B, T]; decode runs on chunks of the [B * n, T, D] rows.
+    hidden [B, T, D], mask [B, T], attention [B, T], a pair model's query [B, D]; decode runs on chunks
+    of the [B * n, T, D] rows.
     """
     _check_inputs(hidden, mask, attention)
     if n_permutations < 1:
         raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
     seeds = _check_seeds(seeds, hidden.shape[0])
     with torch.no_grad():
-        reference = _probabilities(decode, hidden, attention)
+        reference = _probabilities(decode, hidden, attention, query)
         permuted = permute_attention(attention, mask, n_permutations, seeds)  # [B, n, T]
-        predicted = _chunked_probabilities(decode, hidden, permuted)
-        diffs = (predicted - reference.unsqueeze(1)).abs()
+        predicted = _chunked_probabilities(decode, hidden, permuted, query)
+        diffs = output_change(predicted, reference.unsqueeze(1))
     return PermutationResult(
         median_output_diff=diffs.quantile(0.5, dim=1), max_attention=attention.max(1).values
     )
@@ -237,19 +260,25 @@ def permute_attention(
     return torch.zeros_like(shuffled).scatter(-1, targets, shuffled) * real
 
 
-def _chunked_probabilities(decode: Decode, hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Predicted probabilities [B, n] for hidden [B, T, D] under each of weights [B, n, T], in chunks."""
+def _chunked_probabilities(
+    decode: Decode, hidden: torch.Tensor, weights: torch.Tensor, query: torch.Tensor | None
+) -> torch.Tensor:
+    """Outputs [B, n, 1 or C] for hidden [B, T, D] (and query [B, D]) under each of weights [B, n, T], in
+    chunks."""
     batch, n, length = weights.shape
     flat = weights.reshape(batch * n, length)
     rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, length * hidden.shape[-1]))
     owners = torch.arange(batch * n, device=hidden.device) // n
     chunks = [
         _probabilities(
-            decode, hidden.index_select(0, owners[start : start + rows]), flat[start : start + rows]
+            decode,
+            hidden.index_select(0, owners[start : start + rows]),
+            flat[start : start + rows],
+            None if query is None else query.index_select(0, owners[start : start + rows]),
         )
         for start in range(0, batch * n, rows)
     ]
-    return torch.cat(chunks).view(batch, n)
+    return torch.cat(chunks).view(batch, n, -1)
 
 
 def _check_inputs(hidden: torch.Tensor, mask: torch.Tensor, attention: torch.Tensor) -> None:
