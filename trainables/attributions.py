@@ -5,7 +5,10 @@ True on the real tokens, which come first in each row) and returns one score per
 The conventions are those of `importance.gradient_importance`:
 
 - the attributed output is the probability of the predicted class (p if p >= 0.5 else 1 - p, with the class
-  chosen on the real input and kept fixed along IG's path and in LIME's perturbations);
+  chosen on the real input and kept fixed along IG's path and in LIME's perturbations; for C classes the
+  largest softmax probability);
+- a pair model's attributions are over the premise tokens, each row's hypothesis held fixed as its query
+  [B, D] (`query`);
 - a token's score is the attribution summed over the embedding dimension; `attribution_importance`
   returns its absolute value (Jain & Wallace rank by magnitude), the `signed_*` functions keep the sign;
 - the baseline is the padding embedding (token id 0, the zero vector since `padding_idx=0`), under the same
@@ -17,8 +20,9 @@ gradient is accumulated. `internal_batch_size` bounds the rows of one forward pa
 DeepLIFT caveat: captum's DeepLift applies its rescale rule only to nonlinearities that are modules
 (nn.Sigmoid, nn.Tanh, ...). It cannot see inside PyTorch's nn.LSTM (captum documents this), nor into the
 functional softmax / sparsemax normalizers, so those get plain gradients. Here the rule reaches the output
-sigmoid and the tanh of additive attention; with dot attention DeepLIFT is therefore gradient x input of the
-logit times one factor per instance, and ranks tokens exactly as `gradient_importance` does.
+sigmoid (or softmax) and the tanh of additive attention; for two classes with dot attention DeepLIFT is
+therefore gradient x input of the logit times one factor per instance, and ranks tokens exactly as
+`gradient_importance` does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch import nn
 
 from trainables.importance import check_batch, eval_mode
 from trainables.model import AttentionClassifier
+from trainables.outputs import predicted_class as predicted_class_of
 from trainables.registry import ATTRIBUTION_METHODS
 
 if TYPE_CHECKING:
@@ -50,28 +55,37 @@ LIME_RIDGE_ALPHA = 1.0
 
 
 class ClassProbabilities(nn.Module):
-    """The classifier from embeddings: [N, T, E] embeddings, [N, T] mask -> [N, 2] probabilities (1 - p, p).
+    """The classifier from embeddings: [N, T, E] embeddings, [N, T] mask (a pair model: and the query
+    [N, D]) -> [N, C] probabilities, (1 - p, p) for two classes.
 
-    Column c is P(class c), so captum's `target` picks the predicted class per instance. The sigmoid is a
-    module so DeepLift rescales it; 1 - p is computed as sigmoid(-logit), exact in floating point.
+    Column c is P(class c), so captum's `target` picks the predicted class per instance. The sigmoid and
+    softmax are modules so DeepLift rescales them; 1 - p is computed as sigmoid(-logit), exact in floating
+    point.
     """
 
     def __init__(self, model: AttentionClassifier) -> None:
         super().__init__()
         self.model = model
         self.sigmoid = nn.Sigmoid()
+        self.softmax = nn.Softmax(dim=-1)
 
-    def forward(self, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.model.forward_embeddings(embeddings, mask)
+    def forward(
+        self, embeddings: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits, _ = self.model.forward_embeddings(embeddings, mask, query=query)
+        if logits.ndim == 2:
+            return self.softmax(logits)
         return self.sigmoid(torch.stack([-logits, logits], dim=-1))
 
 
-def predicted_class(model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B] long: 1 where P(label 1) >= 0.5, else 0 (the class whose probability is attributed)."""
+def predicted_class(
+    model: AttentionClassifier, tokens: torch.Tensor, mask: torch.Tensor, query: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[B] long: the class whose probability is attributed (`outputs.predicted_class`)."""
     check_batch(tokens, mask)
     with eval_mode(model), torch.no_grad():
-        logits, _ = model(tokens, mask)
-    return (torch.sigmoid(logits) >= 0.5).long()
+        logits, _ = model.forward_embeddings(model.embed(tokens), mask, query=query)
+    return predicted_class_of(logits)
 
 
 def padding_baseline(model: AttentionClassifier, tokens: torch.Tensor) -> torch.Tensor:
@@ -85,6 +99,7 @@ def signed_integrated_gradients(
     mask: torch.Tensor,
     steps: int = DEFAULT_STEPS,
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Integrated Gradients from the padding baseline, summed over the embedding dimension: [B, T], signed.
 
@@ -101,7 +116,14 @@ def signed_integrated_gradients(
         explainer = IntegratedGradients(ClassProbabilities(model))
         per_call = max(1, internal_batch_size // steps)
         return _attribute_in_groups(
-            explainer, model, tokens, mask, per_call, n_steps=steps, internal_batch_size=internal_batch_size
+            explainer,
+            model,
+            tokens,
+            mask,
+            query,
+            per_call,
+            n_steps=steps,
+            internal_batch_size=internal_batch_size,
         )
 
 
@@ -110,6 +132,7 @@ def signed_deeplift(
     tokens: torch.Tensor,
     mask: torch.Tensor,
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DeepLIFT (rescale rule) from the padding baseline, summed over the embedding dimension: [B, T], signed.
 
@@ -125,7 +148,7 @@ def signed_deeplift(
     with eval_mode(model), torch.enable_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Setting forward, backward hooks", category=UserWarning)
         explainer = DeepLift(ClassProbabilities(model))
-        return _attribute_in_groups(explainer, model, tokens, mask, max(1, internal_batch_size // 2))
+        return _attribute_in_groups(explainer, model, tokens, mask, query, max(1, internal_batch_size // 2))
 
 
 def signed_lime(
@@ -135,6 +158,7 @@ def signed_lime(
     samples: int = DEFAULT_SAMPLES,
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
     seed: int = 0,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """LIME coefficients on token presence: [B, T], signed.
 
@@ -159,7 +183,7 @@ def signed_lime(
             interpretable_model=SkLearnRidge(alpha=LIME_RIDGE_ALPHA),
             perturb_func=_token_presence_sampler(seed, samples),
         )
-        target = predicted_class(model, tokens, mask)
+        target = predicted_class(model, tokens, mask, query)
         for row, length in enumerate(mask.sum(1).tolist()):
             if length == 0:
                 continue
@@ -170,7 +194,7 @@ def signed_lime(
                 embeddings,
                 baselines=padding_baseline(model, sentence),
                 target=target[row : row + 1],
-                additional_forward_args=(mask[row : row + 1, :length],),
+                additional_forward_args=_forward_args(mask[row : row + 1, :length], query, row, row + 1),
                 feature_mask=feature_mask,
                 n_samples=samples,
                 perturbations_per_eval=min(internal_batch_size, samples),
@@ -190,15 +214,16 @@ def attribution_importance(
     samples: int = DEFAULT_SAMPLES,
     internal_batch_size: int = DEFAULT_INTERNAL_BATCH_SIZE,
     seed: int = 0,
+    query: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The non-negative per-token scores [B, T] of one of `ATTRIBUTION_METHODS`, by name: the absolute
     value of the signed attribution (Jain & Wallace rank by magnitude)."""
     if method == "integrated_gradients":
-        signed = signed_integrated_gradients(model, tokens, mask, steps, internal_batch_size)
+        signed = signed_integrated_gradients(model, tokens, mask, steps, internal_batch_size, query)
     elif method == "deeplift":
-        signed = signed_deeplift(model, tokens, mask, internal_batch_size)
+        signed = signed_deeplift(model, tokens, mask, internal_batch_size, query)
     elif method == "lime":
-        signed = signed_lime(model, tokens, mask, samples, internal_batch_size, seed)
+        signed = signed_lime(model, tokens, mask, samples, internal_batch_size, seed, query)
     else:
         raise ValueError(f"unknown attribution method {method!r}; allowed: {', '.join(ATTRIBUTION_METHODS)}")
     return signed.abs()
@@ -221,23 +246,31 @@ def _attribute_in_groups(
     model: AttentionClassifier,
     tokens: torch.Tensor,
     mask: torch.Tensor,
+    query: torch.Tensor | None,
     group_size: int,
     **options: int,
 ) -> torch.Tensor:
     """`explainer` from the padding baseline for the predicted class, `group_size` instances per call,
     summed over the embedding dimension: [B, T], signed, 0 on padding."""
-    target = predicted_class(model, tokens, mask)
+    target = predicted_class(model, tokens, mask, query)
     parts = []
     for rows in _row_groups(len(tokens), group_size, tokens.device):
         attributions = explainer.attribute(
             model.embed(tokens[rows]).detach().requires_grad_(True),
             baselines=padding_baseline(model, tokens[rows]),
             target=target[rows],
-            additional_forward_args=(mask[rows],),
+            additional_forward_args=_forward_args(mask[rows], query, int(rows[0]), int(rows[-1]) + 1),
             **options,
         )
         parts.append(attributions.sum(-1).detach())
     return torch.cat(parts) * mask
+
+
+def _forward_args(
+    mask: torch.Tensor, query: torch.Tensor | None, start: int, stop: int
+) -> tuple[torch.Tensor, ...]:
+    """captum's `additional_forward_args` of rows start..stop-1: their mask, and their query if any."""
+    return (mask,) if query is None else (mask, query[start:stop])
 
 
 def _row_groups(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -29,9 +29,10 @@ def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 def predicted_class(logits: torch.Tensor) -> torch.Tensor:
-    """[N] long: the class of highest probability (two classes: 1 where P(label 1) >= 0.5)."""
+    """[N] long: the class of highest probability (two classes: 1 where P(label 1) >= 0.5, as rounded in
+    the logits' dtype)."""
     if logits.ndim == 1:
-        return (logits >= 0).long()
+        return (torch.sigmoid(logits) >= 0.5).long()
     return logits.argmax(-1)
 
 
