@@ -17,6 +17,7 @@ from analysis.figures import save, select
 from analysis.load import loaded_name
 from analysis.names import setting_name, setting_title
 from trainables.examples import Choice, build_examples, choose_examples, examples_figure
+from trainables.settings import CLASS_NAMES
 
 CHOICE_COLUMNS = {"length": "first", "label": "first", "kendall_attn_grad": "mean", "adv_max_jsd": "mean"}
 
@@ -29,7 +30,7 @@ def dataset_choices(instances: pd.DataFrame) -> dict[str, tuple[int, list[Choice
         columns = {name: how for name, how in CHOICE_COLUMNS.items() if name in part}
         pooled = part.groupby("index", as_index=False).agg(columns)
         trials = part["run_id"].nunique()
-        choices[dataset] = (trials, choose_examples(pooled, trials))
+        choices[dataset] = (trials, choose_examples(pooled, CLASS_NAMES[dataset], trials))
     return choices
 
 
@@ -65,7 +66,10 @@ def write_example_figures(
         if trial.empty:
             continue
         run_tokens = tokens[tokens["run_id"] == trial["run_id"].iloc[0]]
-        examples = build_examples(choices[setting["dataset"]][1], trial, run_tokens, loaded_name)
+        dataset = setting["dataset"]
+        examples = build_examples(
+            choices[dataset][1], trial, run_tokens, loaded_name, class_names=CLASS_NAMES[dataset]
+        )
         if not examples:
             continue
         name = setting_name(setting)

@@ -30,8 +30,9 @@ from trainables.examples import (
     write_examples,
 )
 from trainables.explain import Explanation, explain
-from trainables.settings import CounterfactualSettings, ExplainSettings
+from trainables.settings import CLASS_NAMES, CounterfactualSettings, ExplainSettings
 
+SENTIMENT = CLASS_NAMES["sst2"]
 WORDS = ["<pad>", "<unk>", "a&b", '"quoted"', "<script>alert(1)</script>", *(f"w{i}" for i in range(5, 50))]
 
 
@@ -57,23 +58,29 @@ def tiny_explanation() -> Explanation:
 
 def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
     instances = tiny_explanation().instances
-    choices = choose_examples(instances)
-    assert choices == choose_examples(instances.sample(frac=1, random_state=3))  # order does not matter
+    choices = choose_examples(instances, SENTIMENT)
+    assert choices == choose_examples(
+        instances.sample(frac=1, random_state=3), SENTIMENT
+    )  # order does not matter
     assert len({choice.index for choice in choices}) == len(choices) == 5
     lengths = instances.set_index("index")["length"]
     assert all(5 <= lengths[choice.index] <= 60 for choice in choices)  # not the 3- or 4-token sentence
     extremes = pd.DataFrame(
         {"index": [100, 101], "length": [61, 4], "label": [0, 1], "kendall_attn_grad": [1.0, -1.0]}
     )
-    assert choose_examples(pd.concat([instances, extremes]))[:2] == choices[:2]  # too long, too short
-    assert [c.index for c in choose_examples(extremes)] == [100]  # too long beats too short, if nothing else
+    assert (
+        choose_examples(pd.concat([instances, extremes]), SENTIMENT)[:2] == choices[:2]
+    )  # too long, too short
+    assert [c.index for c in choose_examples(extremes, SENTIMENT)] == [
+        100
+    ]  # too long beats too short, if nothing else
     eligible = instances[instances["length"].between(5, 60)]
     agree = eligible.sort_values(["kendall_attn_grad", "index"], ascending=[False, True]).iloc[0]
     assert choices[0] == Choice(
         int(agree["index"]), f"attention agrees most with gradient (τ = {agree.kendall_attn_grad:.2f})"
     )
     assert choices[1].reason.startswith("attention agrees least with gradient (τ = ")
-    pooled = choose_examples(instances, trials=3)
+    pooled = choose_examples(instances, SENTIMENT, trials=3)
     assert [c.index for c in pooled] == [c.index for c in choices]
     assert pooled[0].reason.startswith("attention agrees most with gradient (mean of 3 trials: τ = ")
     assert choices[2].reason.startswith("most different adversarial attention (JSD = ")
@@ -82,7 +89,7 @@ def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
     assert choices[3].reason == "a negative (0) instance (τ nearest its class's median)"
     without = instances.drop(columns=["kendall_attn_grad", "adv_max_jsd"])
     first = [int(eligible.loc[eligible["label"] == label, "index"].min()) for label in (0, 1)]
-    assert choose_examples(without) == [
+    assert choose_examples(without, SENTIMENT) == [
         Choice(first[0], "a negative (0) instance (the first of its class)"),
         Choice(first[1], "a positive (1) instance (the first of its class)"),
     ]
@@ -93,7 +100,10 @@ def written(tmp_path_factory) -> tuple[list[Example], Path, Path]:
     """The chosen examples of the tiny explanation, and their page and figure as a trial writes them."""
     explanation = tiny_explanation()
     examples = build_examples(
-        choose_examples(explanation.instances), explanation.instances, explanation.tokens
+        choose_examples(explanation.instances, SENTIMENT),
+        explanation.instances,
+        explanation.tokens,
+        class_names=SENTIMENT,
     )
     page, image = write_examples(examples, "tiny", tmp_path_factory.mktemp("examples"))
     return examples, page, image
@@ -112,7 +122,10 @@ def test_the_page_has_a_row_per_measure_per_instance_with_the_token_scores(writt
 def test_every_text_on_the_page_is_escaped() -> None:
     explanation = tiny_explanation()
     choice = Choice(1, "why <b>bold</b>?")  # instance 1 holds the words "a&b", '"quoted"' and a script tag
-    page = to_html(build_examples([choice], explanation.instances, explanation.tokens), "sst2 <tiny> & co")
+    page = to_html(
+        build_examples([choice], explanation.instances, explanation.tokens, class_names=SENTIMENT),
+        "sst2 <tiny> & co",
+    )
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "a&amp;b" in page and "&quot;quoted&quot;" in page and "sst2 &lt;tiny&gt; &amp; co" in page
     assert "why &lt;b&gt;bold&lt;/b&gt;?" in page and "<b>" not in page
@@ -160,7 +173,7 @@ def test_examples_without_words_or_adversary_fall_back_to_token_ids() -> None:
     tokens = explanation.tokens.drop(columns=["words", ADVERSARIAL[0]])
     instances = explanation.instances
     choices = [Choice(int(instances["index"][1]), "picked"), Choice(999, "not in this trial")]
-    (example,) = build_examples(choices, instances, tokens)
+    (example,) = build_examples(choices, instances, tokens, class_names=SENTIMENT)
     assert example.words[:3] == ["#2", "#3", "#4"]
     assert [row.key for row in example.rows] == ["attention", "gradient", "loo"]
     assert set(example.taus) == {pair.label for pair in registry.pairs()}

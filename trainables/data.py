@@ -93,6 +93,7 @@ class Split:
 
     tokens: list[np.ndarray]
     labels: np.ndarray
+    hypotheses: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -131,6 +132,7 @@ class PreparedDataset:
     splits: dict[str, Split]
     dropped: dict[str, int] = field(default_factory=dict)
     special: dict[str, int] = field(default_factory=dict)
+    num_classes: int = 2
 
 
 _BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)

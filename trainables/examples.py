@@ -5,7 +5,8 @@ importance measure and by the adversarial attention, as one self-contained HTML 
 over several trials', so that every setting and seed shows the same sentences): those where attention
 agrees most and least with gradient, the one with the most different adversarial attention, and a typical
 one per class. `build_examples` gathers their words, scores, label, prediction and τ values from a trial's
-`instances` and `tokens` tables; `to_html` and `examples_figure` draw them.
+`instances` and `tokens` tables; `to_html` and `examples_figure` draw them. For a pair task (NLI) the rows
+are the premise's tokens, which every measure ranks, and the hypothesis is shown as text above them.
 
 Colour scale, the same in both: each row on its own, linear from white (0) to `HIGH_COLOUR` (the row's
 largest score), since the measures have different units (probabilities, gradients, probability changes)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,24 +77,31 @@ class Row:
 
 @dataclass(frozen=True)
 class Example:
-    """A chosen instance ready to draw: words [L], label, prediction, P(label 1), its Kendall τ per pair
-    label, its adversarial max JSD (NaN without one) and its rows."""
+    """A chosen instance ready to draw: words [L], its label and prediction as class names, the predicted
+    class's probability, its Kendall τ per pair label, its adversarial max JSD (NaN without one), its rows,
+    and for a pair task the hypothesis's words."""
 
     choice: Choice
     words: list[str]
-    label: int
-    prediction: int
-    prob: float
+    label: str
+    prediction: str
+    confidence: float
     taus: dict[str, float]
     adversarial_jsd: float
     rows: list[Row]
+    hypothesis: list[str] | None = None
 
 
-def choose_examples(instances: pd.DataFrame, trials: int = 1) -> list[Choice]:
-    """Up to five distinct instances of `instances` (a row per test instance: `index`, `length`, `label`,
+def class_name(label: int, class_names: Sequence[str]) -> str:
+    """`negative (0)`: a label with its name among a dataset's `class_names` (settings.CLASS_NAMES)."""
+    return f"{class_names[label]} ({label})"
+
+
+def choose_examples(instances: pd.DataFrame, class_names: Sequence[str], trials: int = 1) -> list[Choice]:
+    """Up to 3 + C distinct instances of `instances` (a row per test instance: `index`, `length`, `label`,
     and where logged `kendall_attn_grad`, `adv_max_jsd`: one trial's, or the mean of `trials` trials', as
-    the reasons then say). Instances of MIN_LENGTH to MAX_LENGTH tokens are preferred; ties go to the
-    lower index."""
+    the reasons then say), one per class of `class_names`. Instances of MIN_LENGTH to MAX_LENGTH tokens are
+    preferred; ties go to the lower index."""
     mean = f"mean of {trials} trials: " if trials > 1 else ""
     for keep in (instances["length"].between(MIN_LENGTH, MAX_LENGTH), instances["length"] >= MIN_LENGTH):
         if keep.any():
@@ -128,10 +136,9 @@ def choose_examples(instances: pd.DataFrame, trials: int = 1) -> list[Choice]:
             -jsd,
             lambda row: f"most different adversarial attention ({mean}JSD = {row[jsd.name]:.2f})",
         )
-    for label, name in registry.CLASSES.items():
-        if label == "all":
-            continue
-        part = instances[instances["label"] == int(label)]
+    for label in range(len(class_names)):
+        name = class_name(label, class_names)
+        part = instances[instances["label"] == label]
         if tau is not None:
             key, why = (part[tau.name] - part[tau.name].median()).abs(), "τ nearest its class's median"
         else:
@@ -145,10 +152,13 @@ def build_examples(
     instances: pd.DataFrame,
     tokens: pd.DataFrame,
     score_column: Callable[[str], str] = str,
+    *,
+    class_names: Sequence[str],
 ) -> list[Example]:
     """The chosen instances of one trial, from its `instances` and `tokens` tables (`index` columns; the
-    tokens' `words`, else their `token_ids` as "#id"); `score_column` maps a `tokens.parquet` column to
-    its name in `tokens` (the analysis renames `attention`). Choices the trial lacks are left out."""
+    tokens' `words`, else their `token_ids` as "#id"; a pair task's `hypothesis_words`); `score_column`
+    maps a `tokens.parquet` column to its name in `tokens` (the analysis renames `attention`);
+    `class_names` names the labels. Choices the trial lacks are left out."""
     instances, tokens = instances.set_index("index"), tokens.set_index("index")
     pairs = registry.logged_pairs(instances.columns)
     measures = [m for m in registry.ALL_ERASURE_ORDERS if score_column(m.name) in tokens.columns]
@@ -171,19 +181,29 @@ def build_examples(
         adversarial = scores.get(ADVERSARIAL[0])
         if adversarial is not None and len(adversarial) == len(words):
             rows.append(Row(ADVERSARIAL[0], ADVERSARIAL[1], np.asarray(adversarial, float)))
+        hypothesis = scores.get("hypothesis_words")
         examples.append(
             Example(
                 choice,
                 [str(word) for word in words],
-                int(facts["label"]),
-                int(facts["prediction"]),
-                float(facts["prob"]),
+                class_name(int(facts["label"]), class_names),
+                class_name(int(facts["prediction"]), class_names),
+                confidence(facts),
                 {pair.label: float(facts[f"kendall_{pair.name}"]) for pair in pairs},
                 float(facts.get("adv_max_jsd", math.nan)),
                 rows,
+                None if hypothesis is None else [str(word) for word in hypothesis],
             )
         )
     return examples
+
+
+def confidence(facts: pd.Series) -> float:
+    """The predicted class's probability of an `instances` row: its `confidence`, or from `prob`
+    (P(label 1)) in runs logged before C-class support."""
+    if "confidence" in facts:
+        return float(facts["confidence"])
+    return max(float(facts["prob"]), 1 - float(facts["prob"]))
 
 
 def shares(scores: np.ndarray) -> np.ndarray:
@@ -199,15 +219,11 @@ def background(share: float) -> str:
     return f"rgb({red},{green},{blue})"
 
 
-def class_name(label: int) -> str:
-    return registry.CLASSES[str(label)]
-
-
 def facts_text(example: Example) -> str:
     """Label, prediction, τ values and adversarial JSD in one line of plain text."""
     parts = [
-        f"label {class_name(example.label)}",
-        f"prediction {class_name(example.prediction)} (P(positive) = {example.prob:.3f})",
+        f"label {example.label}",
+        f"prediction {example.prediction} (its probability {example.confidence:.3f})",
         *(f"τ {pair} {value:.2f}" for pair, value in example.taus.items() if math.isfinite(value)),
     ]
     if math.isfinite(example.adversarial_jsd):
@@ -219,6 +235,7 @@ CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #111; max-width: 75em; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.05em; margin: 1.6em 0 0.3em; }
 p.facts { margin: 0 0 0.5em; font-size: 0.9em; color: #333; }
+p.hypothesis { margin: 0 0 0.3em; font-style: italic; }
 table { border-collapse: collapse; }
 th { text-align: left; font-weight: normal; vertical-align: top; padding: 0.25em 0.8em 0.25em 0;
      white-space: nowrap; font-size: 0.9em; }
@@ -260,12 +277,25 @@ def row_html(row: Row, words: list[str]) -> str:
     )
 
 
+def hypothesis_text(example: Example) -> str:
+    """A pair task's hypothesis as one line ("" for single texts)."""
+    return "" if example.hypothesis is None else "hypothesis: " + " ".join(example.hypothesis)
+
+
+def hypothesis_html(example: Example) -> str:
+    """A pair task's hypothesis as a paragraph above the premise's rows ("" for single texts)."""
+    if example.hypothesis is None:
+        return ""
+    return f'<p class="hypothesis">{html.escape(hypothesis_text(example))} <small>(premise below)</small></p>'
+
+
 def to_html(examples: list[Example], title: str) -> str:
     """One self-contained page (inline CSS, no script, no network asset): a legend, then per example a
     heading with why it was chosen, a line of facts and one row per measure."""
     sections = [
         f'<section class="instance" data-index="{example.choice.index}">'
         f"<h2>Test instance {example.choice.index}: {html.escape(example.choice.reason)}</h2>"
+        f"{hypothesis_html(example)}"
         f'<p class="facts">{html.escape(facts_text(example))}</p>'
         f"<table>{''.join(row_html(row, example.words) for row in example.rows)}</table></section>"
         for example in examples
@@ -287,6 +317,7 @@ def to_html(examples: list[Example], title: str) -> str:
 # Figure layout in inches: fixed sizes, so that no layout engine has to measure every tick label.
 FIGURE_WIDTH, LABEL_MARGIN, RIGHT_MARGIN = 15.0, 2.4, 0.3
 TITLE_HEIGHT, HEADER_HEIGHT, ROW_HEIGHT, WORDS_HEIGHT, SCALE_HEIGHT = 0.55, 0.6, 0.28, 0.8, 1.0
+HYPOTHESIS_HEIGHT = 0.22  # one more header line for a pair task's hypothesis
 
 
 def examples_figure(examples: list[Example], title: str) -> Figure:
@@ -294,10 +325,11 @@ def examples_figure(examples: list[Example], title: str) -> Figure:
     MAX_LENGTH tokens (the page shows every token); a colour bar of the scale at the bottom."""
     lines = [max(1, math.ceil(min(len(e.words), MAX_LENGTH) / TOKENS_PER_LINE)) for e in examples]
     blocks = [len(e.rows) * ROW_HEIGHT + WORDS_HEIGHT for e in examples]
+    headers = [HEADER_HEIGHT + (HYPOTHESIS_HEIGHT if e.hypothesis is not None else 0.0) for e in examples]
     height = (
         TITLE_HEIGHT
         + SCALE_HEIGHT
-        + sum(HEADER_HEIGHT + n * block for n, block in zip(lines, blocks, strict=True))
+        + sum(header + n * block for header, n, block in zip(headers, lines, blocks, strict=True))
     )
     figure = Figure(figsize=(FIGURE_WIDTH, height))
     FigureCanvasAgg(figure)
@@ -311,12 +343,13 @@ def examples_figure(examples: list[Example], title: str) -> Figure:
 
     figure.text(0.5, 1 - 0.3 / height, title, ha="center", va="center", fontsize="large")
     top = TITLE_HEIGHT
-    for example, count, block in zip(examples, lines, blocks, strict=True):
+    for example, header, count, block in zip(examples, headers, lines, blocks, strict=True):
         shown = min(len(example.words), MAX_LENGTH)
         clipped = f"; the first {shown} of {len(example.words)} tokens" if shown < len(example.words) else ""
         heading = f"Test instance {example.choice.index}: {example.choice.reason}{clipped}"
-        figure.text(0.01, 1 - (top + 0.05) / height, f"{heading}\n{facts_text(example)}", va="top")
-        top += HEADER_HEIGHT
+        text = "\n".join(filter(None, (heading, hypothesis_text(example), facts_text(example))))
+        figure.text(0.01, 1 - (top + 0.05) / height, text, va="top")
+        top += header
         matrix = np.array([shares(row.scores) for row in example.rows])
         for line in range(count):
             start, stop = line * TOKENS_PER_LINE, min((line + 1) * TOKENS_PER_LINE, shown)

@@ -31,8 +31,9 @@ from trainables.correlation import (
 from trainables.counterfactual import adversarial_attention, permutation_output_diff
 from trainables.data import Split, length_batches
 from trainables.faithfulness import faithfulness, faithfulness_metrics
-from trainables.importance import gradient_importance, leave_one_out_importance
+from trainables.importance import gradient_importance, leave_one_out_importance, premise_batch
 from trainables.model import AttentionClassifier
+from trainables.outputs import class_probabilities, predicted_class
 from trainables.registry import Pair
 from trainables.settings import CounterfactualSettings, ExplainSettings
 
@@ -75,17 +76,13 @@ def explain(
     """Every measure on every instance of `split` (the test set), in the split's order."""
     model.eval()
     timer = PhaseTimer()
-    probabilities, scores = importance_scores(model, split, settings, device, seed, timer)
+    predictions, scores = importance_scores(model, split, settings, device, seed, timer)
     instances = pd.DataFrame(
-        {
-            "index": np.arange(len(split)),
-            "length": split.lengths,
-            "label": split.labels,
-            "prob": probabilities,
-            "prediction": (probabilities >= 0.5).astype(int),
-        }
+        {"index": np.arange(len(split)), "length": split.lengths, "label": split.labels, **predictions}
     )
     tokens = pd.DataFrame({"index": np.arange(len(split)), "token_ids": split.tokens, **scores})
+    if split.hypotheses is not None:
+        tokens["hypothesis_ids"] = split.hypotheses
     if counterfactual.enabled:
         columns, tokens["adv_attention"] = counterfactual_attention(
             model, split, counterfactual, device, seed, timer
@@ -101,8 +98,10 @@ def explain(
     with timer.phase("chance"):
         chance = chance_levels(scores, pairs, table, settings.chance_permutations, seed)
     instances = pd.concat([instances, table, chance, erasure, pd.DataFrame(columns)], axis=1)
-    metrics = summary_metrics(instances, pairs, counterfactual.enabled)
-    metrics.update(faithfulness_metrics(instances, registry.erasure_orders(settings.attributions)))
+    metrics = summary_metrics(instances, pairs, counterfactual.enabled, model.num_classes)
+    metrics.update(
+        faithfulness_metrics(instances, registry.erasure_orders(settings.attributions), model.num_classes)
+    )
     metrics.update({f"time/{phase}_s": seconds for phase, seconds in timer.seconds.items()})
     return Explanation(instances, tokens, metrics)
 
@@ -114,21 +113,30 @@ def importance_scores(
     device: torch.device,
     seed: int,
     timer: PhaseTimer,
-) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
-    """P(label 1) per instance [N], and per measure of the registry the unpadded scores of each instance."""
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """The model's outputs per instance [N] (`prediction`, the predicted class's probability
+    `confidence`, and for two classes `prob`, P(label 1)), and per measure of the registry the unpadded
+    scores of each instance."""
     measures = [measure.name for measure in registry.measures(settings.attributions)]
-    probabilities = np.full(len(split), np.nan)
+    predictions = {"prediction": np.zeros(len(split), dtype=int), "confidence": np.full(len(split), np.nan)}
+    if model.num_classes == 2:
+        predictions["prob"] = np.full(len(split), np.nan)
     scores: dict[str, list] = {name: [None] * len(split) for name in measures}
     for batch in length_batches(split.lengths, settings.batch_size):
-        tokens, mask = split.batch(batch, device)
+        tokens, mask, query = premise_batch(model, split, batch, device)
         with torch.no_grad():
-            logits, attention = model(tokens, mask)
-        probabilities[batch] = torch.sigmoid(logits).double().cpu().numpy()
+            logits, attention = model.forward_embeddings(model.embed(tokens), mask, query=query)
+        predicted = predicted_class(logits)
+        predictions["prediction"][batch] = predicted.cpu().numpy()
+        chosen = class_probabilities(logits).gather(1, predicted.unsqueeze(1)).squeeze(1)
+        predictions["confidence"][batch] = chosen.cpu().numpy()
+        if "prob" in predictions:
+            predictions["prob"][batch] = torch.sigmoid(logits).double().cpu().numpy()
         values = {"attention": attention}
         with timer.phase("gradient"):
-            values["gradient"] = gradient_importance(model, tokens, mask)
+            values["gradient"] = gradient_importance(model, tokens, mask, query)
         with timer.phase("loo"):
-            values["loo"] = leave_one_out_importance(model, tokens, mask, settings.loo_max_rows)
+            values["loo"] = leave_one_out_importance(model, tokens, mask, settings.loo_max_rows, query)
         for method in measures[len(registry.BASE_MEASURES) :]:
             with timer.phase(method):
                 values[method] = attribution_importance(
@@ -140,11 +148,12 @@ def importance_scores(
                     samples=settings.lime_samples,
                     internal_batch_size=settings.internal_batch_size,
                     seed=seed,
+                    query=query,
                 )
         for name, padded in values.items():
             for i, row in zip(batch, unpad(padded, mask), strict=True):
                 scores[name][i] = row
-    return probabilities, scores
+    return predictions, scores
 
 
 def counterfactual_attention(
@@ -165,11 +174,11 @@ def counterfactual_attention(
     columns["adv_found"] = np.zeros(len(split), dtype=bool)
     adversaries: list = [None] * len(split)
     for batch in length_batches(split.lengths, settings.batch_size):
-        tokens, mask = split.batch(batch, device)
+        tokens, mask, query = premise_batch(model, split, batch, device)
         seeds = instance_seeds(seed, batch)
         with torch.no_grad():
             hidden = model.encode(model.embed(tokens), mask)
-            attention = model.attend(hidden, mask)
+            attention = model.attend(hidden, mask, query)
         with timer.phase("adversarial"):
             adversarial = adversarial_attention(
                 model.decode,
@@ -182,10 +191,17 @@ def counterfactual_attention(
                 penalty=settings.penalty,
                 lr=settings.lr,
                 seeds=seeds,
+                query=query,
             )
         with timer.phase("permutation"):
             permutation = permutation_output_diff(
-                model.decode, hidden, mask, attention, n_permutations=settings.permutations, seeds=seeds
+                model.decode,
+                hidden,
+                mask,
+                attention,
+                n_permutations=settings.permutations,
+                seeds=seeds,
+                query=query,
             )
         for name, values in (
             ("adv_max_jsd", adversarial.max_jsd),
@@ -253,11 +269,11 @@ def chance_levels(
 
 
 def summary_metrics(
-    instances: pd.DataFrame, pairs: tuple[Pair, ...], with_counterfactual: bool
+    instances: pd.DataFrame, pairs: tuple[Pair, ...], with_counterfactual: bool, num_classes: int
 ) -> dict[str, float]:
-    """Per-trial metrics, overall and per true class, named as in docs/METRICS.md."""
+    """Per-trial metrics, overall and per true class (0 .. num_classes - 1), named as in docs/METRICS.md."""
     metrics: dict[str, float] = {}
-    for label in registry.CLASSES:
+    for label in registry.class_labels(num_classes):
         part = instances if label == "all" else instances[instances["label"] == int(label)]
         if part.empty:
             continue

@@ -28,7 +28,7 @@ import torch
 from trainables import registry
 from trainables.correlation import summarize
 from trainables.data import Split, length_batches
-from trainables.importance import DEFAULT_MAX_ROWS, _logits, check_batch, eval_mode
+from trainables.importance import DEFAULT_MAX_ROWS, _logits, check_batch, eval_mode, premise_batch
 from trainables.model import AttentionClassifier
 from trainables.outputs import predicted_probability_change
 from trainables.registry import Measure
@@ -147,7 +147,7 @@ def faithfulness(
         for order in orders
     }
     for batch in length_batches(split.lengths, settings.batch_size):
-        tokens, mask = split.batch(batch, device)
+        tokens, mask, query = premise_batch(model, split, batch, device)
         measured = torch.zeros(len(measures), *tokens.shape, dtype=torch.float64)
         for m, measure in enumerate(measures):
             for row, i in enumerate(batch):
@@ -156,7 +156,7 @@ def faithfulness(
             split.lengths[batch], tokens.shape[1], batch, seed, settings.faithfulness_random_orders
         )
         stacked = torch.cat([measured, random]).to(device)
-        results = erasure_curves(model, tokens, mask, stacked, percents, settings.loo_max_rows)
+        results = erasure_curves(model, tokens, mask, stacked, percents, settings.loo_max_rows, query)
         for erasure, result in zip(registry.ERASURES, results, strict=True):
             result = result.cpu().numpy()
             for m, measure in enumerate(measures):
@@ -169,11 +169,13 @@ def faithfulness(
     return pd.DataFrame(table)
 
 
-def faithfulness_metrics(instances: pd.DataFrame, orders: tuple[Measure, ...]) -> dict[str, float]:
-    """Per erasure, order and class (`all` and each true label): the mean and std over instances of the
-    AOPC, named by `registry.erasure_metric`."""
+def faithfulness_metrics(
+    instances: pd.DataFrame, orders: tuple[Measure, ...], num_classes: int
+) -> dict[str, float]:
+    """Per erasure, order and class (`all` and each true label of `num_classes`): the mean and std over
+    instances of the AOPC, named by `registry.erasure_metric`."""
     metrics = {}
-    for label in registry.CLASSES:
+    for label in registry.class_labels(num_classes):
         part = instances if label == "all" else instances[instances["label"] == int(label)]
         if part.empty:
             continue

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from trainables import loo_bilstm
+from trainables.data import Split
 from trainables.model import AttentionClassifier, BiLSTMEncoder
 from trainables.outputs import output_distance, predicted_probability_gradient
 
@@ -140,6 +142,18 @@ def _logits(
                 logits = chunk_logits.new_empty(len(order), *chunk_logits.shape[1:])
             logits[chunk] = chunk_logits
     return logits
+
+
+def premise_batch(
+    model: AttentionClassifier, split: Split, indices: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The instances `indices` of `split` as the measures take them: token ids [B, T], mask [B, T] and,
+    for a pair task, the query [B, D] of each hypothesis (computed once, no gradient; None otherwise)."""
+    tokens, mask, *hypothesis = split.batch(indices, device)
+    if not hypothesis:
+        return tokens, mask, None
+    with eval_mode(model), torch.no_grad():
+        return tokens, mask, model.query(*hypothesis)
 
 
 @contextmanager

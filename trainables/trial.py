@@ -29,6 +29,7 @@ from trainables.examples import build_examples, choose_examples, write_examples
 from trainables.explain import explain as explain_split
 from trainables.model import AttentionClassifier, encoder_options
 from trainables.settings import (
+    CLASS_NAMES,
     PRETRAINED_ENCODERS,
     CounterfactualSettings,
     ExplainSettings,
@@ -128,6 +129,8 @@ def build_model(
         attention=config["attention"],
         normalizer=config["normalizer"],
         pretrained=pretrained,
+        num_classes=data.num_classes,
+        pair=data.splits["test"].hypotheses is not None,
         **encoder_options(config["encoder"], train, data.special),
     )
     return model.to(device), coverage
@@ -278,6 +281,10 @@ def train_and_explain(
     final.update(explanation.metrics)
     vocab = np.array(data.vocab, dtype=object)
     explanation.tokens["words"] = [list(vocab[ids]) for ids in explanation.tokens["token_ids"]]
+    if "hypothesis_ids" in explanation.tokens:
+        explanation.tokens["hypothesis_words"] = [
+            list(vocab[ids]) for ids in explanation.tokens["hypothesis_ids"]
+        ]
     with tempfile.TemporaryDirectory() as folder:
         torch.save(
             {"state_dict": model.state_dict(), "vocab": data.vocab, "config": config},
@@ -285,8 +292,12 @@ def train_and_explain(
         )
         explanation.instances.to_parquet(Path(folder) / "instances.parquet", index=False)
         explanation.tokens.to_parquet(Path(folder) / "tokens.parquet", index=False)
+        class_names = CLASS_NAMES[config["dataset"]]
         examples = build_examples(
-            choose_examples(explanation.instances), explanation.instances, explanation.tokens
+            choose_examples(explanation.instances, class_names),
+            explanation.instances,
+            explanation.tokens,
+            class_names=class_names,
         )
         title = f"{run_name(config)}: what each measure ranks high in {len(examples)} test instances"
         write_examples(examples, title, Path(folder))
