@@ -176,7 +176,7 @@ def signed_lime(
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
 
-    coefficients = torch.zeros(mask.shape, dtype=model.decoder.weight.dtype, device=tokens.device)
+    coefficients = torch.zeros(mask.shape, dtype=model.dtype, device=tokens.device)
     with eval_mode(model), torch.no_grad():
         explainer = Lime(
             ClassProbabilities(model),

@@ -382,6 +382,11 @@ class AttentionClassifier(nn.Module):
             self.hypothesis_encoder = None
             self.decoder = nn.Linear(size, outputs)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's outputs: its decoder's parameters'."""
+        return next(self.decoder.parameters()).dtype
+
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """[B, T] token ids -> [B, T, E]."""
         return self.encoder.embed(tokens) if self.embedding is None else self.embedding(tokens)
