@@ -19,6 +19,8 @@ import yaml
 
 from trainables.settings import (
     AXES,
+    ENCODERS,
+    PAIR_DATASETS,
     PRETRAINED_ENCODERS,
     TRIAL_SECTIONS,
     ConfigError,
@@ -144,6 +146,7 @@ def parse_config(raw: Any, source: str) -> SweepConfig:
     name = check_name(raw.get("name"), source)
     sections = {key: build_section(cls, raw[key], key) for key, cls in SECTIONS.items() if key in raw}
     grid = _build_grid(raw["grid"]) if "grid" in raw else Grid()
+    _check_pairs(grid)
     train = sections.get("train", TrainSettings())
     if "transformer" in grid.encoder and train.hidden_size % train.transformer_heads:
         raise ConfigError(
@@ -157,6 +160,19 @@ def parse_config(raw: Any, source: str) -> SweepConfig:
             f"{', '.join(grid.encoder)}, which keeps its own embeddings; drop embeddings.source"
         )
     return SweepConfig(name=name, description=str(raw.get("description", "")), grid=grid, **sections)
+
+
+def _check_pairs(grid: Grid) -> None:
+    """Refuse a grid that crosses a sentence-pair dataset (NLI) with a pretrained word-piece encoder, which
+    reads single texts only (trainables.data.index_word_pieces)."""
+    pairs = [dataset for dataset in grid.dataset if dataset in PAIR_DATASETS]
+    pretrained = [encoder for encoder in grid.encoder if encoder in PRETRAINED_ENCODERS]
+    if pairs and pretrained:
+        allowed = ", ".join(encoder for encoder in ENCODERS if encoder not in PRETRAINED_ENCODERS)
+        raise ConfigError(
+            f"grid: encoder {', '.join(pretrained)} does not read the sentence pairs of dataset "
+            f"{', '.join(pairs)}; pair datasets run with {allowed}"
+        )
 
 
 def load_config(path: str | Path) -> SweepConfig:

@@ -121,13 +121,14 @@ def prepare_data(
 
     Encoders trained from scratch read a dataset as spaCy words, a pretrained encoder (DistilBERT) as its
     tokenizer's word pieces of the same rows (`trainables.pretrained`: loaded here, so a model that cannot
-    be found fails before any trial starts). The corpus: the training split (tokenized, as prepared) of
-    each grid dataset, then the unlabeled train texts of each `embeddings.extra_corpus` dataset
-    (`unlabeled_train_texts`: no validation or test text), in that order; a grid dataset that is also an
-    extra one comes once, as the extra texts, which hold its training split. A vectors file source reads
-    the vectors of the corpus's words.
+    be found fails before any trial starts). The corpus: the training split (tokenized, as prepared; for a
+    sentence-pair dataset its premises and hypotheses, `train_corpus`) of each grid dataset, then the
+    unlabeled train texts of each `embeddings.extra_corpus` dataset (`unlabeled_train_texts`: no
+    validation or test text), in that order; a grid dataset that is also an extra one comes once, as the
+    extra texts, which hold its training split. A vectors file source reads the vectors of the corpus's
+    words.
     """
-    from trainables.data import index_dataset, tokenize_dataset, unlabeled_train_texts
+    from trainables.data import index_dataset, tokenize_dataset, train_corpus, unlabeled_train_texts
 
     data, extra = config.data, config.embeddings.extra_corpus
     tokenized = {
@@ -137,7 +138,7 @@ def prepare_data(
     corpus: list[list[str]] = []
     for name, dataset in tokenized.items():
         if name not in extra:
-            corpus += dataset.splits["train"][0]
+            corpus += train_corpus(dataset)
     for name in extra:
         corpus += unlabeled_train_texts(name, data_dir, data.split_seed, data.max_tokens)
     encoders = config.grid.encoder

@@ -47,13 +47,75 @@ def write_sst_splits(root: Path) -> Path:
     return root
 
 
-def write_csv(path: Path, rows: list[tuple[str, int]], header: tuple[str, str] = ("text", "label")) -> Path:
+def write_csv(path: Path, rows: list[tuple], header: tuple[str, ...] = ("text", "label")) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+# Sentence pairs (NLI): the hypothesis names a topic; the premise holds that topic next to a cue word
+# whose group gives the label (entailment, neutral, contradiction); every other word is filler.
+NLI_CUES = (
+    ["surely", "indeed", "clearly", "truly"],
+    ["maybe", "perhaps", "possibly", "probably"],
+    ["never", "not", "no", "hardly"],
+)
+NLI_TOPICS = ["dog", "cat", "man", "woman", "child", "car", "ball", "horse", "bike", "boat"]
+NLI_FILLER = ["the", "a", "is", "in", "on", "with", "park", "street", "near", "and", "outside", "some"]
+
+
+def nli_rows(
+    n: int, seed: int, min_len: int = 4, max_len: int = 14, distractor: bool = False
+) -> list[tuple[str, str, int]]:
+    """`n` (premise, hypothesis, label) rows, labels 0, 1, 2 in turn: the hypothesis (2-6 words) names a
+    topic, and the premise (`min_len`-`max_len` words) holds that topic followed by a cue word of the
+    label's group in `NLI_CUES`; learnable by a tiny model from the premise tokens the hypothesis points to.
+    With `distractor`, the premise also holds another topic next to a cue of another group, so the label
+    can only be read through the hypothesis."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = i % 3
+        length = int(rng.integers(max(min_len, 4), max_len + 1))
+        premise = [str(word) for word in rng.choice(NLI_FILLER, size=length)]
+        topic, other = (str(word) for word in rng.choice(NLI_TOPICS, size=2, replace=False))
+        at = int(rng.integers(0, length - 1))
+        premise[at : at + 2] = [topic, str(rng.choice(NLI_CUES[label]))]
+        if distractor:
+            spots = [p for p in range(length - 1) if p + 1 < at or p > at + 1]
+            if spots:
+                near = int(rng.choice(spots))
+                wrong = NLI_CUES[(label + int(rng.integers(1, 3))) % 3]
+                premise[near : near + 2] = [other, str(rng.choice(wrong))]
+        hypothesis = [str(word) for word in rng.choice(NLI_FILLER, size=int(rng.integers(2, 7)))]
+        hypothesis[int(rng.integers(len(hypothesis)))] = topic
+        rows.append((" ".join(premise), " ".join(hypothesis), label))
+    return rows
+
+
+NLI_COLUMNS = ("premise", "hypothesis", "label")
+# the split files of each pair dataset (named after the source's splits) and their labeled rows
+NLI_SPLIT_SIZES = {
+    "snli": {"train": 240, "validation": 60, "test": 60},
+    "mnli": {"train": 600, "validation_matched": 60},  # 2.5% of train (15) is validation
+}
+SNLI_UNLABELED = 3  # rows with label -1 (no gold label) in each snli split file, besides the labeled ones
+
+
+def write_nli_splits(root: Path, name: str = "snli", sizes: dict[str, int] | None = None) -> Path:
+    """A `--data-dir` at `root` with learnable `<name>/<split>.csv` pair files (`NLI_SPLIT_SIZES` unless
+    `sizes`: split file -> labeled rows; snli files also hold `SNLI_UNLABELED` rows of label -1 first, to
+    be dropped); returns root."""
+    for seed, (split, n) in enumerate((sizes or NLI_SPLIT_SIZES[name]).items()):
+        rows: list[tuple] = nli_rows(n, seed)
+        if name == "snli":
+            unlabeled = [(premise, hypothesis, -1) for premise, hypothesis, _ in nli_rows(SNLI_UNLABELED, 99)]
+            rows = unlabeled + rows
+        write_csv(root / name / f"{split}.csv", rows, NLI_COLUMNS)
+    return root
 
 
 # The tiny DistilBERT's word pieces: special tokens first ([PAD] = 0), the test sentences' words, and two

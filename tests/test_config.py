@@ -116,6 +116,11 @@ def test_attributions_are_off_in_the_fast_presets_and_on_in_xai():
             "embeddings.source: 'word2vec' would be built for nothing: grid.encoder has only distilbert, "
             "which keeps its own embeddings; drop embeddings.source",
         ),
+        (
+            {"name": "x", "grid": {"dataset": ["sst2", "snli", "mnli"], "encoder": ["lstm", "distilbert"]}},
+            "grid: encoder distilbert does not read the sentence pairs of dataset snli, mnli; pair datasets "
+            "run with lstm, cnn, average, transformer",
+        ),
         ({"name": "x", "train": {"pretrained_lr": 0}}, "train.pretrained_lr: 0.0 must be > 0"),
         ({"name": "x", "train": {"mixed_precision": 1}}, "train.mixed_precision: 1 is a int; expected bool"),
         ({"name": "x", "resources": {"max_concurrent": 0}}, "resources.max_concurrent: 0 must be > 0"),
@@ -183,6 +188,14 @@ def test_bad_values_name_the_value_and_the_allowed_ones(raw, fragment):
         parse_config(raw, "test.yaml")
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_pair_datasets_run_with_every_encoder_trained_from_scratch():
+    encoders = ["lstm", "cnn", "average", "transformer"]
+    config = parse_config({"name": "x", "grid": {"dataset": ["snli", "mnli"], "encoder": encoders}}, "t")
+    assert config.grid.dataset == ("snli", "mnli") and config.grid.size == 2 * 4 * 2 * 2
+    distilbert = parse_config({"name": "x", "grid": {"dataset": ["sst2"], "encoder": ["distilbert"]}}, "t")
+    assert distilbert.grid.encoder == ("distilbert",)  # single-text datasets still run with it
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):

@@ -1,4 +1,5 @@
-"""Data preparation on real local files: CSV and Hub paths, IMDB filtering and splits, bad input."""
+"""Data preparation on real local files: CSV and Hub paths, IMDB filtering and splits, sentence pairs (SNLI,
+MultiNLI), bad input."""
 
 from __future__ import annotations
 
@@ -10,9 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import sentiment_rows, write_csv
+from tests.helpers import (
+    NLI_COLUMNS,
+    NLI_SPLIT_SIZES,
+    SNLI_UNLABELED,
+    nli_rows,
+    sentiment_rows,
+    write_csv,
+    write_nli_splits,
+)
 from trainables import data
 from trainables.data import DataError, build_vocab, length_batches, pad, prepare, tokenize
+from trainables.settings import CLASS_NAMES, PAIR_DATASETS
 
 
 def test_tokenize_lowercases_and_drops_punctuation_and_break_tags():
@@ -309,3 +319,215 @@ def test_a_label_outside_the_sources_classes_is_rejected(tmp_path):
     write_csv(tmp_path / "ag_news" / "test.csv", [("a b", 0)])
     with pytest.raises(DataError, match=r"has label\(s\) \[7\]; allowed labels: 0, 1, 2, 3"):
         prepare("ag_news", tmp_path)
+
+
+# --- sentence pairs (natural language inference): snli, mnli ------------------------------------------
+
+
+def test_every_dataset_spec_agrees_with_the_settings_classes_and_pair_datasets():
+    for name, spec in data.DATASET_SPECS.items():
+        assert spec.num_classes == len(CLASS_NAMES[name]), name
+        assert spec.pair == (name in PAIR_DATASETS), name
+    assert data.DATASET_SPECS["sst2"].columns == ("text", "label")
+    assert data.DATASET_SPECS["snli"].columns == NLI_COLUMNS
+
+
+def words(rows: list[tuple], column: int) -> list[list[str]]:
+    return tokenize([row[column] for row in rows])
+
+
+def test_snli_reads_pairs_drops_the_unlabeled_ones_and_counts_them(tmp_path):
+    root = write_nli_splits(tmp_path / "data")
+    tokenized = data.tokenize_dataset("snli", root)
+    prepared = data.index_dataset(tokenized)
+    assert {split: len(prepared.splits[split]) for split in data.SPLITS} == NLI_SPLIT_SIZES["snli"]
+    assert {split: prepared.dropped[f"{split}_unlabeled"] for split in data.SPLITS} == dict.fromkeys(
+        data.SPLITS, SNLI_UNLABELED
+    )
+    assert prepared.num_classes == 3 and tokenized.is_pair
+    rows = nli_rows(NLI_SPLIT_SIZES["snli"]["train"], 0)  # the train file's labeled rows, in their order
+    assert tokenized.splits["train"][0] == words(rows, 0) and tokenized.hypotheses["train"] == words(rows, 1)
+    assert tokenized.texts["train"] == [row[0] for row in rows]
+    assert tokenized.hypothesis_texts["train"] == [row[1] for row in rows]
+    assert tokenized.splits["train"][1].tolist() == [row[2] for row in rows]
+    for split in data.SPLITS:
+        indexed = prepared.splits[split]
+        assert indexed.is_pair and len(indexed.hypotheses) == len(indexed.tokens) == len(indexed)
+        assert set(indexed.labels.tolist()) == {0, 1, 2}
+        assert [[prepared.vocab[i] for i in row] for row in indexed.hypotheses] == tokenized.hypotheses[split]
+
+
+def test_the_pair_vocabulary_comes_from_train_premises_and_hypotheses_with_min_freq_3(tmp_path):
+    root = write_nli_splits(tmp_path / "data")
+    rows = nli_rows(240, 0) + [("a dog surely", "zebra zebra zebra", 0), ("a dog surely", "okapi okapi", 0)]
+    write_csv(root / "snli" / "train.csv", rows, NLI_COLUMNS)
+    prepared = prepare("snli", root)
+    assert "zebra" in prepared.vocab and "okapi" not in prepared.vocab  # seen 3 and 2 times
+    assert prepared.splits["train"].hypotheses[-1].tolist() == [data.UNK, data.UNK]
+    assert set(prepared.vocab) - {"<pad>", "<unk>"} == {
+        w for row in words(rows, 0) + words(rows, 1) for w in row
+    } - {"okapi"}
+
+
+def test_mnli_tests_on_validation_matched_and_holds_out_a_seeded_share_of_train_as_validation(tmp_path):
+    root = write_nli_splits(tmp_path / "data", "mnli", {"train": 400, "validation_matched": 60})
+    assert sorted(path.name for path in (root / "mnli").iterdir()) == ["train.csv", "validation_matched.csv"]
+    every = list(zip(map(tuple, words(nli_rows(400, 0), 0)), map(tuple, words(nli_rows(400, 0), 1))))
+    assert len(set(every)) == 400  # the pairs are unique, so they can be matched by content
+
+    def pairs(dataset: data.TokenizedDataset, split: str) -> list[tuple]:
+        return list(zip(map(tuple, dataset.splits[split][0]), map(tuple, dataset.hypotheses[split])))
+
+    first = data.tokenize_dataset("mnli", root, split_seed=1)
+    train, validation = pairs(first, "train"), pairs(first, "validation")
+    assert len(validation) == round(0.025 * 400) and len(train) == 400 - len(validation)
+    assert set(train) | set(validation) == set(every) and not set(train) & set(validation)
+    assert first.splits["test"][0] == words(nli_rows(60, 1), 0)  # validation_matched, all of it, in order
+    assert first.hypotheses["test"] == words(nli_rows(60, 1), 1)
+    assert "test_empty" in first.dropped and not any(key.startswith("validation_") for key in first.dropped)
+    assert "train_unlabeled" not in first.dropped  # MultiNLI has no unlabeled pairs
+    assert pairs(data.tokenize_dataset("mnli", root, split_seed=1), "validation") == validation
+    assert set(pairs(data.tokenize_dataset("mnli", root, split_seed=2), "validation")) != set(validation)
+
+
+def test_batch_gives_premises_and_hypotheses_for_pairs_and_two_tensors_for_single_texts(tmp_path, sst_dir):
+    split = prepare("snli", write_nli_splits(tmp_path / "nli")).splits["test"]
+    chosen, cpu = np.array([0, 4, 7]), torch.device("cpu")
+    tokens, mask, hypotheses, hypothesis_mask = split.batch(chosen, cpu)
+    assert tokens.shape == (3, max(len(split.tokens[i]) for i in chosen))
+    assert hypotheses.shape == (3, max(len(split.hypotheses[i]) for i in chosen))
+    assert torch.equal(mask, tokens != 0) and torch.equal(hypothesis_mask, hypotheses != 0)
+    assert mask.dtype == hypothesis_mask.dtype == torch.bool
+    assert hypotheses[1, : len(split.hypotheses[4])].tolist() == split.hypotheses[4].tolist()
+    assert hypothesis_mask.sum(1).tolist() == [len(split.hypotheses[i]) for i in chosen]
+    single = prepare("sst2", sst_dir)
+    assert single.num_classes == 2 and not single.splits["test"].is_pair
+    assert single.splits["test"].hypotheses is None and len(single.splits["test"].batch(chosen, cpu)) == 2
+    with pytest.raises(ValueError, match="2 hypotheses for 3 premises"):
+        data.Split(split.tokens[:3], split.labels[:3], split.hypotheses[:2])
+
+
+def test_a_pair_with_an_empty_or_too_long_premise_or_hypothesis_is_dropped_and_counted(tmp_path):
+    root = write_nli_splits(tmp_path / "data")
+    long = " ".join(["dog"] * 101)
+    extra = [("", "a dog", 0), ("a dog surely", "...", 1), ("a b", long, 2), (long, "a b", 0)]
+    write_csv(root / "snli" / "train.csv", nli_rows(240, 0) + extra, NLI_COLUMNS)
+    prepared = prepare("snli", root)
+    assert prepared.dropped["train_empty"] == 2 and prepared.dropped["train_too_long"] == 2
+    assert prepared.dropped["train_unlabeled"] == 0 and len(prepared.splits["train"]) == 240
+    capped = prepare("snli", root, max_tokens=5)
+    for split in capped.splits.values():
+        assert split.lengths.max() <= 5 and max(len(h) for h in split.hypotheses) <= 5
+
+
+def nli_file(root, name: str, split: str, rows: list[tuple], header: tuple[str, ...] = NLI_COLUMNS):
+    return write_csv(root / name / f"{split}.csv", rows, header)
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "fragment"),
+    [
+        (
+            "snli",
+            lambda root: nli_file(root, "snli", "train", [("a b", 0)], ("premise", "label")),
+            "lacks column(s) hypothesis; found: premise, label; required: premise,hypothesis,label",
+        ),
+        (
+            "snli",
+            lambda root: nli_file(root, "snli", "test", [("a b", 0)], ("text", "label")),
+            "lacks column(s) hypothesis, premise; found: text, label; required: premise,hypothesis,label",
+        ),
+        (
+            "snli",
+            lambda root: (root / "snli" / "validation.csv").write_bytes(b""),
+            "the file is empty; expected a premise,hypothesis,label header and data rows",
+        ),
+        (
+            "snli",
+            lambda root: nli_file(root, "snli", "train", [*nli_rows(30, 0), ("a b", "c", 3)]),
+            "split 'train' has label(s) [3]; allowed labels: 0, 1, 2, -1 (no gold label: dropped)",
+        ),
+        (
+            "mnli",
+            lambda root: nli_file(root, "mnli", "validation_matched", [*nli_rows(30, 0), ("a b", "c", -1)]),
+            "split 'validation_matched' has label(s) [-1]; allowed labels: 0, 1, 2",
+        ),
+        (
+            "mnli",
+            lambda root: (root / "mnli" / "validation_matched.csv").unlink(),
+            "validation_matched.csv'; expected validation_matched.csv with columns premise,hypothesis,label",
+        ),
+        (
+            "snli",
+            lambda root: nli_file(root, "snli", "test", [row for row in nli_rows(30, 0) if row[2] != 2]),
+            "dataset 'snli' split 'test' lacks class(es) 2 after filtering; every class 0..2 is needed",
+        ),
+        (
+            "mnli",
+            lambda root: nli_file(
+                root, "mnli", "validation_matched", [(p, "" if y else h, y) for p, h, y in nli_rows(30, 0)]
+            ),
+            "dataset 'mnli' split 'test' lacks class(es) 1, 2 after filtering",
+        ),
+    ],
+)
+def test_bad_pair_data_gives_one_line_errors(tmp_path, name, mutate, fragment):
+    root = write_nli_splits(tmp_path / "data", name)
+    mutate(root)
+    with pytest.raises(DataError) as error:
+        prepare(name, root)
+    message = str(error.value)
+    assert fragment in message and "\n" not in message
+    if name == "mnli":
+        assert "no gold label" not in message
+
+
+def test_hub_loading_path_reads_local_pair_repositories(tmp_path, monkeypatch):
+    """The real `datasets.load_dataset(<hub id>)` path for both pair datasets, from local folders laid out
+    like their Hub repositories (MultiNLI's split names declared in its README, as on the Hub)."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    hub = tmp_path / "hub"
+    write_nli_splits(hub, "snli")
+    write_nli_splits(hub, "mnli", {"train": 600, "validation_matched": 60, "validation_mismatched": 30})
+    splits = ("train", "validation_matched", "validation_mismatched")
+    (hub / "mnli" / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n"
+        + "".join(f"  - split: {split}\n    path: {split}.csv\n" for split in splits)
+        + "---\n"
+    )
+    for name in ("snli", "mnli"):
+        spec = dataclasses.replace(data.DATASET_SPECS[name], hub_id=str(hub / name))
+        monkeypatch.setitem(data.DATASET_SPECS, name, spec)
+    probes = []
+    monkeypatch.setattr(data, "_probe_hub", probes.append)
+    snli = prepare("snli", data_dir=None)
+    assert {split: len(snli.splits[split]) for split in data.SPLITS} == NLI_SPLIT_SIZES["snli"]
+    assert snli.dropped["test_unlabeled"] == SNLI_UNLABELED
+    mnli = prepare("mnli", data_dir=None)
+    assert [len(mnli.splits[split]) for split in data.SPLITS] == [585, 15, 60] and probes == []
+
+
+def test_word_pieces_refuse_sentence_pairs(tmp_path):
+    tokenized = data.tokenize_dataset("snli", write_nli_splits(tmp_path / "data"))
+    with pytest.raises(
+        DataError, match=r"dataset 'snli' is sentence pairs, which word pieces \(the distilbert"
+    ):
+        data.index_word_pieces(tokenized, lambda texts: [[5]] * len(texts), ["[PAD]"], {}, 10)
+
+
+def test_the_word2vec_corpus_of_a_pair_dataset_holds_its_premises_and_hypotheses(tmp_path):
+    from sweep.config import parse_config
+    from sweep.runner import prepare_data
+
+    root = write_nli_splits(tmp_path / "data", "mnli")
+    tokenized = data.tokenize_dataset("mnli", root, split_seed=2)
+    premises, hypotheses = tokenized.splits["train"][0], tokenized.hypotheses["train"]
+    assert data.train_corpus(tokenized) == premises + hypotheses
+    # the train file less the held-out validation pairs, each pair's premise then its hypothesis
+    texts = data.unlabeled_train_texts("mnli", root, split_seed=2)
+    assert texts == [text for pair in zip(premises, hypotheses) for text in pair]
+    config = parse_config({"name": "x", "grid": {"dataset": ["mnli"]}, "data": {"split_seed": 2}}, "test")
+    datasets, corpus = prepare_data(config, root)
+    assert corpus == premises + hypotheses and len(corpus) == 2 * len(datasets["mnli"].splits["train"])

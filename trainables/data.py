@@ -5,6 +5,8 @@ sweep sees exactly the same splits and vocabulary. Token id 0 is padding, 1 is u
 `tokenize_dataset` (word tokens per split) then `index_dataset` (vocabulary and token ids); the driver
 keeps the word tokens of the training split for the word2vec corpus, with `unlabeled_train_texts`.
 A pretrained encoder reads the same rows as its own tokenizer's word pieces instead (`index_word_pieces`).
+Natural language inference datasets (SNLI, MultiNLI) are sentence pairs: a split's `tokens` are the
+premises and its `hypotheses` the hypotheses, indexed with one vocabulary built from both.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,14 +39,25 @@ class DatasetSpec:
         str, ...
     ]  # splits present at the source; a missing validation split is carved from train
     min_freq: int  # vocabulary: keep words seen at least this often in train
-    # keep documents of at most this many tokens: LOO builds an L x L batch per document, so one huge
-    # document would exhaust a trial worker's memory; `data.max_tokens` overrides it
+    # keep documents of at most this many tokens (pairs: premise and hypothesis each): LOO builds an L x L
+    # batch per document, so one huge document would exhaust a trial worker's memory; `data.max_tokens`
+    # overrides it
     max_tokens: int
     test_fraction: float = 1.0  # seeded sample of the (filtered) test split
     validation_fraction: float = 0.0  # seeded share of train held out as validation when the source has none
     label_map: dict[int, int | None] | None = (
-        None  # source label -> 0/1, None drops the class; None: 0/1 as is
+        None  # source label -> 0..num_classes-1, None drops the class; None: the labels as they are
     )
+    num_classes: int = 2  # labels 0..num_classes-1, named by settings.CLASS_NAMES
+    pair: bool = False  # premise/hypothesis pairs (NLI): columns premise,hypothesis,label, not text,label
+    # source split -> the split it is used as, where the names differ (MultiNLI's validation_matched: test)
+    split_names: dict[str, str] | None = None
+    no_gold_label: int | None = None  # source label of rows without a gold label: dropped, counted
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of a split file (and of the Hub copy)."""
+        return ("premise", "hypothesis", "label") if self.pair else ("text", "label")
 
 
 DATASET_SPECS: dict[str, DatasetSpec] = {
@@ -83,49 +97,130 @@ DATASET_SPECS: dict[str, DatasetSpec] = {
         validation_fraction=0.2,
         label_map={label: {9: 0, 10: 1}.get(label) for label in range(20)},
     ),
+    # Stanford NLI: 550,152 / 10,000 / 10,000 pairs; label -1 marks the pairs whose annotators did not agree
+    # on a gold label (785 / 158 / 176), which Jain & Wallace drop too. Vocabulary of words seen 3+ times in
+    # train, as J&W (their SNLI preprocessing: min_df 3, over premises and hypotheses). Cap: 100 tokens per
+    # premise and per hypothesis, above the longest premise (82 words as commonly reported; not measured
+    # here, the data is not in ../shared), so it drops none of the real data.
+    "snli": DatasetSpec(
+        "stanfordnlp/snli",
+        SPLITS,
+        min_freq=3,
+        max_tokens=100,
+        num_classes=3,
+        pair=True,
+        no_gold_label=-1,
+    ),
+    # MultiNLI's test labels are not public: validation_matched (9,815 pairs, the genres of train) is the
+    # test split, and a seeded 2.5% of train (about 9,800 of 392,702 pairs, as many as validation_matched)
+    # is held out as validation with the split seed; validation_mismatched is not used. Our choices: words
+    # seen 3+ times, as SNLI; at most 200 tokens per premise and hypothesis (premises are longer than
+    # SNLI's, a few sentences of speech or prose; not measured here, the cap drops at most the longest).
+    "mnli": DatasetSpec(
+        "nyu-mll/multi_nli",
+        ("train", "validation_matched"),
+        min_freq=3,
+        max_tokens=200,
+        validation_fraction=0.025,
+        num_classes=3,
+        pair=True,
+        split_names={"validation_matched": "test"},
+    ),
 }
 DROPPED = -1  # label of an instance whose class the dataset's label_map drops
+UNLABELED = -2  # label of an instance without a gold label (SNLI's -1), dropped as `{split}_unlabeled`
 
 
 @dataclass
 class Split:
-    """One split as token-id arrays (ragged) and binary labels."""
+    """One split as token-id arrays (ragged) and class labels; for a pair dataset (NLI) `tokens` are the
+    premises and `hypotheses` the hypotheses' token ids, in the same vocabulary (None: single texts)."""
 
     tokens: list[np.ndarray]
     labels: np.ndarray
     hypotheses: list[np.ndarray] | None = None
 
+    def __post_init__(self) -> None:
+        if self.hypotheses is not None and len(self.hypotheses) != len(self.tokens):
+            raise ValueError(f"{len(self.hypotheses)} hypotheses for {len(self.tokens)} premises")
+
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
+    def is_pair(self) -> bool:
+        """Whether each instance is a premise and a hypothesis."""
+        return self.hypotheses is not None
+
+    @property
     def lengths(self) -> np.ndarray:
+        """Tokens per instance (the premise's, for pairs)."""
         return np.array([len(t) for t in self.tokens])
 
-    def batch(self, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Instances `indices` padded to token ids [B, T] and mask [B, T] (see `pad`), on `device`."""
+    def batch(self, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Instances `indices` padded to token ids [B, T] and mask [B, T] (see `pad`), on `device`; for a
+        pair dataset followed by the hypotheses' token ids [B, H] and mask [B, H], so that
+        `model(*split.batch(...))` reads either kind."""
         tokens, mask = pad([self.tokens[i] for i in indices])
-        return tokens.to(device), mask.to(device)
+        if self.hypotheses is None:
+            return tokens.to(device), mask.to(device)
+        hypotheses, hypothesis_mask = pad([self.hypotheses[i] for i in indices])
+        return tokens.to(device), mask.to(device), hypotheses.to(device), hypothesis_mask.to(device)
 
 
 @dataclass
 class TokenizedDataset:
-    """A dataset's splits as word tokens and 0/1 labels, the counts of what preprocessing dropped, and the
-    source text of every row (HTML line breaks as spaces, case kept) for tokenizers of pretrained models."""
+    """A dataset's splits as word tokens and labels, the counts of what preprocessing dropped, and the
+    source text of every row (HTML line breaks as spaces, case kept) for tokenizers of pretrained models.
+    For a pair dataset `splits` and `texts` hold the premises, `hypotheses` and `hypothesis_texts` the
+    hypotheses (both empty for single-text datasets)."""
 
     name: str
     splits: dict[str, tuple[list[list[str]], np.ndarray]]
     dropped: dict[str, int] = field(default_factory=dict)
     texts: dict[str, list[str]] = field(default_factory=dict)
+    hypotheses: dict[str, list[list[str]]] = field(default_factory=dict)
+    hypothesis_texts: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def is_pair(self) -> bool:
+        """Whether each instance is a premise and a hypothesis."""
+        return bool(self.hypotheses)
 
 
-Rows = tuple[list[list[str]], np.ndarray, list[str]]  # a split's tokens, labels and texts while splitting
+@dataclass
+class Rows:
+    """A split's rows while splitting: word tokens, labels and texts, and for pairs the hypotheses'."""
+
+    tokens: list[list[str]]
+    labels: np.ndarray
+    texts: list[str]
+    hypotheses: list[list[str]] | None = None
+    hypothesis_texts: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, chosen: np.ndarray) -> Rows:
+        """The rows at positions `chosen`, in that order."""
+
+        def pick(items: list | None) -> list | None:
+            return None if items is None else [items[i] for i in chosen]
+
+        return Rows(
+            pick(self.tokens),
+            self.labels[chosen],
+            pick(self.texts),
+            pick(self.hypotheses),
+            pick(self.hypothesis_texts),
+        )
 
 
 @dataclass
 class PreparedDataset:
-    """Vocabulary, indexed splits and the counts of what preprocessing dropped; for word pieces also the
-    ids of the special tokens the pretrained encoder adds around each row (`special`: cls, sep)."""
+    """Vocabulary, indexed splits, the number of classes and the counts of what preprocessing dropped; for
+    word pieces also the ids of the special tokens the pretrained encoder adds around each row (`special`:
+    cls, sep)."""
 
     name: str
     vocab: list[str]
@@ -152,10 +247,20 @@ def tokenize(texts: list[str]) -> list[list[str]]:
     ]
 
 
-def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Texts and 0/1 labels (DROPPED for unused classes) per source split, from CSVs or the Hub.
+class RawSplit(NamedTuple):
+    """A source split as loaded: texts (premises, for pairs), mapped labels and, for pairs, hypotheses."""
 
-    Local files are `<data_dir>/<name>/<split>.csv` with the source's own labels (e.g. AG News 0-3).
+    texts: list[str]
+    labels: np.ndarray
+    hypotheses: list[str] | None = None
+
+
+def load_raw(name: str, data_dir: str | Path | None) -> dict[str, RawSplit]:
+    """Texts and labels 0..C-1 (DROPPED for unused classes, UNLABELED for rows without a gold label) per
+    source split, from CSVs or the Hub, keyed by the split each is used as (`DatasetSpec.split_names`).
+
+    Local files are `<data_dir>/<name>/<split>.csv`, named after the source's splits, with the source's own
+    labels (e.g. AG News 0-3) and columns `DatasetSpec.columns` (text,label or premise,hypothesis,label).
     """
     if name not in DATASET_SPECS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASET_SPECS)}")
@@ -173,24 +278,37 @@ def load_raw(name: str, data_dir: str | Path | None) -> dict[str, tuple[list[str
         if split not in loaded:
             raise DataError(f"{source} has no {split!r} split; found: {', '.join(loaded)}")
         table = loaded[split]
-        missing = {"text", "label"} - set(table.column_names)
+        missing = set(spec.columns) - set(table.column_names)
         if missing:
             raise DataError(
                 f"{source} split {split!r} lacks column(s) {', '.join(sorted(missing))}; "
-                f"found: {', '.join(table.column_names)}; required: text,label"
+                f"found: {', '.join(table.column_names)}; required: {','.join(spec.columns)}"
             )
         labels = np.asarray(table["label"])
-        mapping = spec.label_map or {0: 0, 1: 1}
-        bad = sorted(set(labels.tolist()) - set(mapping))
+        mapping = spec.label_map or {label: label for label in range(spec.num_classes)}
+        unlabeled = {spec.no_gold_label} - {None}
+        bad = sorted(set(labels.tolist()) - set(mapping) - unlabeled)
         if bad:
             allowed = ", ".join(str(label) for label in mapping)
+            if unlabeled:
+                allowed += f", {spec.no_gold_label} (no gold label: dropped)"
             raise DataError(f"{source} split {split!r} has label(s) {bad[:5]}; allowed labels: {allowed}")
-        texts = [text if isinstance(text, str) else "" for text in table["text"]]
         mapped = np.array(
-            [DROPPED if mapping[label] is None else mapping[label] for label in labels.tolist()]
+            [
+                UNLABELED if label in unlabeled else DROPPED if mapping[label] is None else mapping[label]
+                for label in labels.tolist()
+            ]
         )
-        raw[split] = (texts, mapped.astype(np.int64))
+        texts = _strings(table[spec.columns[0]])
+        hypotheses = _strings(table["hypothesis"]) if spec.pair else None
+        used_as = (spec.split_names or {}).get(split, split)
+        raw[used_as] = RawSplit(texts, mapped.astype(np.int64), hypotheses)
     return raw
+
+
+def _strings(column: list) -> list[str]:
+    """A text column with missing values (empty CSV fields, None on the Hub) as empty strings."""
+    return [text if isinstance(text, str) else "" for text in column]
 
 
 def _load_local(name: str, spec: DatasetSpec, data_dir: Path) -> dict:
@@ -200,9 +318,10 @@ def _load_local(name: str, spec: DatasetSpec, data_dir: Path) -> dict:
     files = {split: data_dir / name / f"{split}.csv" for split in spec.hub_splits}
     for split, path in files.items():
         if not path.is_file():
-            raise DataError(f"missing split file {str(path)!r}; expected {split}.csv with columns text,label")
+            columns = ",".join(spec.columns)
+            raise DataError(f"missing split file {str(path)!r}; expected {split}.csv with columns {columns}")
     for path in files.values():  # all of them before any is loaded: a rejected dataset caches nothing
-        check_csv(path)
+        check_csv(path, spec.columns)
     return {split: _read_csv(path) for split, path in files.items()}
 
 
@@ -260,9 +379,10 @@ def _read_csv(path: Path):
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 
 
-def check_csv(path: Path) -> None:
-    """Refuse, in one line naming the file and line, a split file that is not UTF-8 CSV with a `text,label`
-    header, as many fields in every row as in the header, integer labels and at least one row.
+def check_csv(path: Path, columns: tuple[str, ...] = ("text", "label")) -> None:
+    """Refuse, in one line naming the file and line, a split file that is not UTF-8 CSV with a header naming
+    `columns` (text,label; premise,hypothesis,label for pairs), as many fields in every row as in the
+    header, integer labels and at least one row.
 
     `datasets.load_dataset` reports these vaguely, logs extra lines and leaves Arrow files in its cache,
     so they are checked first, with Python's csv reader (which splits rows and fields as pandas does).
@@ -279,7 +399,7 @@ def check_csv(path: Path) -> None:
             if not row:  # a blank line, which pandas skips too
                 continue
             if not header:
-                header, label = row, _label_column(row, where)
+                header, label = row, _label_column(row, where, columns)
             elif len(row) != len(header):
                 fields = f"{len(row)} field{'s' * (len(row) != 1)}"
                 raise DataError(f"{where}: line {line} has {fields}, the header has {len(header)}")
@@ -290,7 +410,7 @@ def check_csv(path: Path) -> None:
     except csv.Error as error:
         raise DataError(f"{where}: line {reader.line_num}: {error}") from None
     if not header:
-        raise DataError(f"{where}: the file is empty; expected a text,label header and data rows")
+        raise DataError(f"{where}: the file is empty; expected a {','.join(columns)} header and data rows")
     if rows == 0:
         raise DataError(f"{where}: no data rows under the header")
 
@@ -308,13 +428,13 @@ def _utf8_text(path: Path, where: str) -> str:
         ) from None
 
 
-def _label_column(header: list[str], where: str) -> int:
-    """The position of the `label` column in a CSV header that must name `text` and `label`."""
-    missing = {"text", "label"} - set(header)
+def _label_column(header: list[str], where: str, columns: tuple[str, ...]) -> int:
+    """The position of the `label` column in a CSV header that must name every one of `columns`."""
+    missing = set(columns) - set(header)
     if missing:
         raise DataError(
             f"{where}: lacks column(s) {', '.join(sorted(missing))}; found: {', '.join(header)}; "
-            "required: text,label"
+            f"required: {','.join(columns)}"
         )
     return header.index("label")
 
@@ -349,41 +469,50 @@ def tokenize_dataset(
     rng = np.random.default_rng(split_seed)
     dropped: dict[str, int] = {}
     rows: dict[str, Rows] = {}
-    for split, (texts, labels) in raw.items():
-        texts, tokens, labels, keep, split_dropped = _clean(split, texts, labels, spec, limit)
+    for split, raw_split in raw.items():
+        cleaned, keep, split_dropped = _clean(split, raw_split, spec, limit)
         dropped.update(split_dropped)
-        rows[split] = _take((tokens, labels, texts), np.flatnonzero(keep))
+        rows[split] = cleaned.take(np.flatnonzero(keep))
     if "validation" not in rows:
-        validation, train = _hold_out(len(rows["train"][1]), spec.validation_fraction, rng)
-        rows["validation"] = _take(rows["train"], validation)
-        rows["train"] = _take(rows["train"], train)
+        validation, train = _hold_out(len(rows["train"]), spec.validation_fraction, rng)
+        rows["validation"] = rows["train"].take(validation)
+        rows["train"] = rows["train"].take(train)
     if spec.test_fraction < 1.0:
-        n_test = int(round(spec.test_fraction * len(rows["test"][1])))
-        rows["test"] = _take(rows["test"], np.sort(rng.permutation(len(rows["test"][1]))[:n_test]))
+        n_test = int(round(spec.test_fraction * len(rows["test"])))
+        rows["test"] = rows["test"].take(np.sort(rng.permutation(len(rows["test"]))[:n_test]))
     if max_examples is not None:
         for split, chosen_rows in rows.items():
-            if len(chosen_rows[1]) > max_examples:
-                rows[split] = _take(chosen_rows, np.sort(rng.permutation(len(chosen_rows[1]))[:max_examples]))
+            if len(chosen_rows) > max_examples:
+                rows[split] = chosen_rows.take(np.sort(rng.permutation(len(chosen_rows))[:max_examples]))
     for split in SPLITS:
-        _check_classes(name, split, rows[split][1])
+        _check_classes(name, split, rows[split].labels, spec.num_classes)
     return TokenizedDataset(
         name,
-        {split: (tokens, labels) for split, (tokens, labels, _) in rows.items()},
+        {split: (r.tokens, r.labels) for split, r in rows.items()},
         dropped,
-        {split: texts for split, (_, _, texts) in rows.items()},
+        {split: r.texts for split, r in rows.items()},
+        {split: r.hypotheses for split, r in rows.items() if r.hypotheses is not None},
+        {split: r.hypothesis_texts for split, r in rows.items() if r.hypothesis_texts is not None},
     )
 
 
-def _check_classes(name: str, split: str, labels: np.ndarray) -> None:
-    """Refuse a split that is empty or holds one class: training needs both, and so does the validation
-    and test ROC-AUC (undefined with one class, it would fail the trial after training)."""
+def _check_classes(name: str, split: str, labels: np.ndarray, num_classes: int) -> None:
+    """Refuse a split that is empty or lacks one of the classes 0..num_classes-1: training needs every
+    class, and so do the validation and test ROC-AUC and per-class metrics (undefined without it, they
+    would fail the trial after training)."""
     if len(labels) == 0:
         raise DataError(f"dataset {name!r} split {split!r} is empty after filtering")
     classes = set(labels.tolist())
-    if classes != {0, 1}:
+    missing = [label for label in range(num_classes) if label not in classes]
+    if missing and num_classes == 2:
         raise DataError(
             f"dataset {name!r} split {split!r} has only class {classes.pop()} after filtering; "
             "both classes 0 and 1 are needed (training and ROC-AUC)"
+        )
+    if missing:
+        raise DataError(
+            f"dataset {name!r} split {split!r} lacks class(es) {', '.join(map(str, missing))} after "
+            f"filtering; every class 0..{num_classes - 1} is needed (training and per-class metrics)"
         )
 
 
@@ -399,7 +528,13 @@ def index_word_pieces(
     special tokens (its tokenizer), `vocab` lists the pieces by id (id 0 must be padding), `special` holds
     the ids of the tokens the encoder adds around each row. A row with no piece, or with more than
     `max_pieces` (the model's positions less [CLS] and [SEP]), is dropped and counted as
-    `{split}_empty` / `{split}_too_long` beside the words' own counts."""
+    `{split}_empty` / `{split}_too_long` beside the words' own counts. Sentence pairs are not supported."""
+    if dataset.is_pair:
+        raise DataError(
+            f"dataset {dataset.name!r} is sentence pairs, which word pieces (the distilbert encoder) do not "
+            "support; pair datasets run with lstm, cnn, average, transformer"
+        )
+    num_classes = DATASET_SPECS[dataset.name].num_classes
     dropped = dict(dataset.dropped)
     splits = {}
     for split, (_, labels) in dataset.splits.items():
@@ -410,19 +545,33 @@ def index_word_pieces(
             dropped[f"{split}_{reason}"] = dropped.get(f"{split}_{reason}", 0) + int(count.sum())
         ids = [np.asarray(row, dtype=np.int64) for row, k in zip(pieces, keep, strict=True) if k]
         splits[split] = Split(ids, labels[keep])
-        _check_classes(dataset.name, split, splits[split].labels)
-    return PreparedDataset(dataset.name, vocab, splits, dropped, special)
+        _check_classes(dataset.name, split, splits[split].labels, num_classes)
+    return PreparedDataset(dataset.name, vocab, splits, dropped, special, num_classes)
 
 
 def index_dataset(dataset: TokenizedDataset) -> PreparedDataset:
-    """Token ids of every split, with a vocabulary built from the training split."""
-    vocab = build_vocab(dataset.splits["train"][0], DATASET_SPECS[dataset.name].min_freq)
+    """Token ids of every split, with a vocabulary built from the training split (for pairs, from its
+    premises and hypotheses)."""
+    spec = DATASET_SPECS[dataset.name]
+    vocab = build_vocab(train_corpus(dataset), spec.min_freq)
     index = {word: i for i, word in enumerate(vocab)}
+
+    def ids(tokens: list[list[str]]) -> list[np.ndarray]:
+        return [np.array([index.get(w, UNK) for w in t], dtype=np.int64) for t in tokens]
+
     splits = {
-        split: Split([np.array([index.get(w, UNK) for w in t], dtype=np.int64) for t in tokens], labels)
+        split: Split(
+            ids(tokens), labels, ids(dataset.hypotheses[split]) if split in dataset.hypotheses else None
+        )
         for split, (tokens, labels) in dataset.splits.items()
     }
-    return PreparedDataset(dataset.name, vocab, splits, dataset.dropped)
+    return PreparedDataset(dataset.name, vocab, splits, dataset.dropped, num_classes=spec.num_classes)
+
+
+def train_corpus(dataset: TokenizedDataset) -> list[list[str]]:
+    """The word tokens of the training split: its texts, or its premises then its hypotheses (the
+    vocabulary's source, and each grid dataset's part of the word2vec corpus)."""
+    return dataset.splits["train"][0] + dataset.hypotheses.get("train", [])
 
 
 def unlabeled_train_texts(
@@ -430,38 +579,52 @@ def unlabeled_train_texts(
 ) -> list[list[str]]:
     """The tokenized texts of a dataset's train file without labels: unlabeled in-domain text (word2vec).
 
-    Every non-empty text of the dataset's classes, of any length and uncapped, except those that
-    `tokenize_dataset` with the same `split_seed` and `max_tokens` holds out as validation (datasets with
-    no validation file): so no validation or test text is among them.
+    Every non-empty text of the dataset's classes (for pairs, every non-empty premise and hypothesis of a
+    labeled pair, in that order), of any length and uncapped, except those that `tokenize_dataset` with the
+    same `split_seed` and `max_tokens` holds out as validation (datasets with no validation file): so no
+    validation or test text is among them.
     """
     raw = load_raw(name, data_dir)
     spec = DATASET_SPECS[name]
     limit = max_tokens if max_tokens is not None else spec.max_tokens
-    _, tokens, _, keep, _ = _clean("train", *raw["train"], spec, limit)
+    rows, keep, _ = _clean("train", raw["train"], spec, limit)
     held_out: set[int] = set()
     if "validation" not in raw:
-        rows = np.flatnonzero(keep)  # the rows tokenize_dataset splits, in its order
-        validation, _ = _hold_out(len(rows), spec.validation_fraction, np.random.default_rng(split_seed))
-        held_out = set(rows[validation].tolist())
-    return [t for row, t in enumerate(tokens) if t and row not in held_out]
+        kept = np.flatnonzero(keep)  # the rows tokenize_dataset splits, in its order
+        validation, _ = _hold_out(len(kept), spec.validation_fraction, np.random.default_rng(split_seed))
+        held_out = set(kept[validation].tolist())
+    parts = [rows.tokens] if rows.hypotheses is None else [rows.tokens, rows.hypotheses]
+    return [t for row in range(len(rows)) if row not in held_out for part in parts if (t := part[row])]
 
 
 def _clean(
-    split: str, texts: list[str], labels: np.ndarray, spec: DatasetSpec, limit: int
-) -> tuple[list[str], list[list[str]], np.ndarray, np.ndarray, dict[str, int]]:
-    """The texts (HTML line breaks as spaces), tokens and labels of a split's rows of the dataset's classes,
-    which of them to keep (non-empty, at most `limit` tokens), and the counts of what was dropped."""
+    split: str, raw: RawSplit, spec: DatasetSpec, limit: int
+) -> tuple[Rows, np.ndarray, dict[str, int]]:
+    """A split's rows of the dataset's classes (texts with HTML line breaks as spaces, tokens, labels; for
+    pairs the hypotheses' too), which of them to keep (every text non-empty and at most `limit` tokens),
+    and the counts of what was dropped: a pair goes if its premise or its hypothesis does."""
     dropped: dict[str, int] = {}
-    wanted = labels != DROPPED
+    wanted = raw.labels >= 0
     if spec.label_map is not None:
-        dropped[f"{split}_other_class"] = int((~wanted).sum())
-    texts = [_BREAK_TAG.sub(" ", t) for t, w in zip(texts, wanted, strict=True) if w]
-    tokens = tokenize(texts)
-    keep = np.array([len(t) > 0 for t in tokens], dtype=bool)
+        dropped[f"{split}_other_class"] = int((raw.labels == DROPPED).sum())
+    if spec.no_gold_label is not None:
+        dropped[f"{split}_unlabeled"] = int((raw.labels == UNLABELED).sum())
+
+    def texts_of(column: list[str]) -> list[str]:
+        return [_BREAK_TAG.sub(" ", t) for t, w in zip(column, wanted, strict=True) if w]
+
+    texts = texts_of(raw.texts)
+    rows = Rows(tokenize(texts), raw.labels[wanted], texts)
+    if raw.hypotheses is not None:
+        rows.hypothesis_texts = texts_of(raw.hypotheses)
+        rows.hypotheses = tokenize(rows.hypothesis_texts)
+    parts = [rows.tokens] if rows.hypotheses is None else [rows.tokens, rows.hypotheses]
+    lengths = [np.array([len(t) for t in part], dtype=np.int64) for part in parts]
+    keep = np.logical_and.reduce([n > 0 for n in lengths])
     dropped[f"{split}_empty"] = int((~keep).sum())
-    short = np.array([len(t) <= limit for t in tokens], dtype=bool)
+    short = np.logical_and.reduce([n <= limit for n in lengths])
     dropped[f"{split}_too_long"] = int((keep & ~short).sum())
-    return texts, tokens, labels[wanted], keep & short, dropped
+    return rows, keep & short, dropped
 
 
 def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -469,12 +632,6 @@ def _hold_out(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.nda
     order = rng.permutation(n)
     n_val = int(round(fraction * n))
     return order[:n_val], np.sort(order[n_val:])
-
-
-def _take(rows: Rows, chosen: np.ndarray) -> Rows:
-    """The rows `chosen` (positions) of a split's tokens, labels and texts."""
-    tokens, labels, texts = rows
-    return [tokens[i] for i in chosen], labels[chosen], [texts[i] for i in chosen]
 
 
 def build_vocab(documents: list[list[str]], min_freq: int) -> list[str]:

@@ -21,7 +21,10 @@ from trainables.embeddings import Word2VecSettings, parse_source
 from trainables.pretrained import parse_pretrained
 from trainables.registry import ATTRIBUTION_METHODS
 
-DATASETS = ("sst2", "imdb", "ag_news", "20news_sports")
+DATASETS = ("sst2", "imdb", "ag_news", "20news_sports", "snli", "mnli")
+# sentence-pair datasets (natural language inference): each instance is a premise and a hypothesis
+# (trainables.data.Split.hypotheses); the pretrained word-piece encoders (distilbert) do not read pairs
+PAIR_DATASETS = ("snli", "mnli")
 # Each dataset's class names by label id; the label ids name the per-class metrics (docs/METRICS.md).
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "sst2": ("negative", "positive"),

@@ -130,7 +130,7 @@ def build_model(
         normalizer=config["normalizer"],
         pretrained=pretrained,
         num_classes=data.num_classes,
-        pair=data.splits["test"].hypotheses is not None,
+        pair=data.splits["test"].is_pair,
         **encoder_options(config["encoder"], train, data.special),
     )
     return model.to(device), coverage
