@@ -132,7 +132,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
         auc = roc_auc_score(labels, probs, multi_class="ovr", labels=classes) if every_class else float("nan")
         return {
             "accuracy": float(accuracy_score(labels, predictions)),
-            "f1": float(f1_score(labels, predictions, average="macro", labels=classes)),
+            "f1": float(f1_score(labels, predictions, average="macro", labels=classes, zero_division=0)),
             "auc": float(auc),
         }
     predictions = (probs >= 0.5).astype(int)
