@@ -86,12 +86,12 @@ def test_the_chosen_instances_are_reproducible_distinct_and_explained() -> None:
     assert choices[2].reason.startswith("most different adversarial attention (JSD = ")
     labels = instances.set_index("index")["label"]
     assert [labels[choice.index] for choice in choices[3:]] == [0, 1]
-    assert choices[3].reason == "a negative (0) instance (τ nearest its class's median)"
+    assert choices[3].reason == "an instance of class negative (0) (τ nearest its class's median)"
     without = instances.drop(columns=["kendall_attn_grad", "adv_max_jsd"])
     first = [int(eligible.loc[eligible["label"] == label, "index"].min()) for label in (0, 1)]
     assert choose_examples(without, SENTIMENT) == [
-        Choice(first[0], "a negative (0) instance (the first of its class)"),
-        Choice(first[1], "a positive (1) instance (the first of its class)"),
+        Choice(first[0], "an instance of class negative (0) (the first of its class)"),
+        Choice(first[1], "an instance of class positive (1) (the first of its class)"),
     ]
 
 

@@ -17,7 +17,14 @@ from analysis import analyze, load_instances
 from analysis.figures import agreement_figure, density_figure
 from sweep.config import ConfigError, load_config, load_preset, parse_config, with_overrides
 from sweep.runner import SweepOptions, run_sweep
-from tests.helpers import check_page, sentiment_rows, write_csv, write_sst_splits, write_tiny_distilbert
+from tests.helpers import (
+    check_page,
+    sentiment_rows,
+    write_csv,
+    write_nli_splits,
+    write_sst_splits,
+    write_tiny_distilbert,
+)
 from trainables import registry
 from trainables.examples import choose_examples
 from trainables.pretrained import load_tokenizer
@@ -38,8 +45,9 @@ def smoke(smoke_sweep):
     return smoke_sweep
 
 
-def documented_metrics() -> set[str]:
-    """Every final metric name docs/METRICS.md promises for a trial without attributions."""
+def documented_metrics(labels: tuple[str, ...] = ("all", "0", "1")) -> set[str]:
+    """Every final metric name docs/METRICS.md promises for a trial without attributions, with the per-class
+    metrics of `labels`."""
     names = {
         f"time/{phase}_s"
         for phase in (
@@ -61,7 +69,7 @@ def documented_metrics() -> set[str]:
         for split in ("train", "validation", "test")
         for why in ("empty", "too_long")
     }
-    for label in ("all", "0", "1"):
+    for label in labels:
         for measure in ("kendall", "topk_avg", "topk_nz", "topk_ns_avg", "topk_ns_nz"):
             for pair in ("attn_grad", "attn_loo", "grad_loo"):
                 stats = ("mean", "std", "n_nan", "chance", *(("sig_frac",) if measure == "kendall" else ()))
@@ -342,3 +350,41 @@ def test_the_analysis_of_a_sweep_with_attributions_shows_every_pair(xai_sweep):
     assert legends == {pair.label for pair in every_pair}
     matrix = agreement_figure(instances, setting).axes[0]
     assert len(matrix.texts) == 2 * len(every_pair)  # each pair's mean, above and below the diagonal
+
+
+def test_a_pair_task_runs_end_to_end_into_the_analysis(ray_cluster, tmp_path):
+    """The nli_smoke preset on generated SNLI-format pairs: three classes through training, every measure,
+    the MLflow runs (metrics per class 0-2, the hypothesis in tokens.parquet and the explanation page) and
+    the analysis's tables and figures."""
+    data = write_nli_splits(tmp_path / "data")
+    out = tmp_path / "out"
+    config = load_preset("nli_smoke")
+    result = run_sweep(config, SweepOptions(data_dir=data, output_dir=out))
+    assert result.failed == 0
+    client = MlflowClient(result.tracking_uri)
+    runs = {run.info.run_name: run for run in client.search_runs([result.experiment_id])}
+    assert sorted(runs) == ["snli-lstm-tanh-softmax-s1", "snli-lstm-tanh-sparsemax-s1"]
+    test_pairs = pd.read_csv(data / "snli" / "test.csv")
+    for run in runs.values():
+        missing = documented_metrics(("all", "0", "1", "2")) - set(run.data.metrics)
+        assert run.info.status == "FINISHED" and not missing, sorted(missing)
+        assert run.data.metrics["data/dropped/test_unlabeled"] == (test_pairs["label"] == -1).sum()
+        assert run.data.metrics["test/accuracy"] > 1 / 3  # above chance after 2 epochs on learnable pairs
+        folder = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+        tokens = pd.read_parquet(folder / "tokens.parquet")
+        labelled = test_pairs[test_pairs["label"] >= 0]
+        assert [" ".join(words) for words in tokens["hypothesis_words"]] == labelled["hypothesis"].tolist()
+        assert [len(row) for row in tokens["gradient"]] == [len(row) for row in tokens["words"]]
+        instances = pd.read_parquet(folder / "instances.parquet")
+        assert sorted(set(instances["label"])) == [0, 1, 2] and "prob" not in instances
+        page = (folder / "explanations.html").read_text()
+        assert page.count('class="hypothesis"') == page.count('class="instance"') == 6  # 3 + one per class
+        assert "contradiction (2)" in page
+    analysis = analyze(config.name, result.tracking_uri, out / "analysis")
+    table = pd.read_csv(analysis / "tables" / "table1_kendall_softmax.csv")
+    assert table.filter(like="mean").notna().all().all()
+    report = (analysis / "report.md").read_text()
+    for name in ("entailment", "neutral", "contradiction"):
+        assert name in report
+    for figure in ("density", "counterfactual", "examples"):
+        assert (analysis / "figures" / f"{figure}_snli-lstm-tanh-softmax.png").exists(), figure

@@ -143,7 +143,7 @@ def choose_examples(instances: pd.DataFrame, class_names: Sequence[str], trials:
             key, why = (part[tau.name] - part[tau.name].median()).abs(), "τ nearest its class's median"
         else:
             key, why = part["index"], "the first of its class"
-        pick(part, key, lambda row, name=name, why=why: f"a {name} instance ({why})")
+        pick(part, key, lambda row, name=name, why=why: f"an instance of class {name} ({why})")
     return chosen
 
 
@@ -279,14 +279,16 @@ def row_html(row: Row, words: list[str]) -> str:
 
 def hypothesis_text(example: Example) -> str:
     """A pair task's hypothesis as one line ("" for single texts)."""
-    return "" if example.hypothesis is None else "hypothesis: " + " ".join(example.hypothesis)
+    if example.hypothesis is None:
+        return ""
+    return f"hypothesis: {' '.join(example.hypothesis)} (the rows below are the premise)"
 
 
 def hypothesis_html(example: Example) -> str:
     """A pair task's hypothesis as a paragraph above the premise's rows ("" for single texts)."""
     if example.hypothesis is None:
         return ""
-    return f'<p class="hypothesis">{html.escape(hypothesis_text(example))} <small>(premise below)</small></p>'
+    return f'<p class="hypothesis">{html.escape(hypothesis_text(example))}</p>'
 
 
 def to_html(examples: list[Example], title: str) -> str:
