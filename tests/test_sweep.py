@@ -29,6 +29,7 @@ from trainables import registry
 from trainables.examples import choose_examples
 from trainables.pretrained import load_tokenizer
 from trainables.registry import ATTRIBUTION_METHODS
+from trainables.settings import CLASS_NAMES
 
 pytestmark = pytest.mark.ray
 
@@ -144,7 +145,7 @@ def test_every_run_carries_its_explanation_page_and_faithfulness(smoke, tmp_path
         columns = {name: name for name in ("attention", "gradient", "loo", "adv_attention")}
         sections = check_page(files["explanations.html"].read_text(), tokens, columns)
         assert [section["index"] for section in sections] == [
-            choice.index for choice in choose_examples(instances)
+            choice.index for choice in choose_examples(instances, CLASS_NAMES["sst2"])
         ]
         words = tokens.set_index("index").loc[sections[0]["index"], "words"]
         assert len(words) == len(sections[0]["rows"]["attention"]) and all(isinstance(w, str) for w in words)
