@@ -101,8 +101,12 @@ def seed_everything(seed: int) -> None:
 
 
 def token_counts(data: PreparedDataset) -> dict[str, int]:
-    """How often each vocabulary word occurs in the training split (`<unk>` for every word outside it)."""
-    counts = np.bincount(np.concatenate(data.splits["train"].tokens), minlength=len(data.vocab))
+    """How often each vocabulary word occurs in the training split, premises and hypotheses for pairs
+    (`<unk>` for every word outside it)."""
+    train = data.splits["train"]
+    counts = np.bincount(
+        np.concatenate([*train.tokens, *(train.hypotheses or [])]), minlength=len(data.vocab)
+    )
     return {word: int(count) for word, count in zip(data.vocab, counts, strict=True) if count}
 
 
