@@ -47,7 +47,7 @@ def bad_file(root: Path, split: str, content: bytes) -> list[str]:
 BAD_INPUTS = {
     "unknown preset": (
         lambda t, d: ["--preset", "huge"],
-        "unknown preset 'huge'; allowed: distilbert, paper, paper_offline, smoke, smoke_wide, sst, "
+        "unknown preset 'huge'; allowed: distilbert, nli, nli_smoke, paper, paper_offline, smoke, smoke_wide, sst, "
         "sst_offline, transformer, xai",
     ),
     "unknown dataset": (
