@@ -47,8 +47,8 @@ def bad_file(root: Path, split: str, content: bytes) -> list[str]:
 BAD_INPUTS = {
     "unknown preset": (
         lambda t, d: ["--preset", "huge"],
-        "unknown preset 'huge'; allowed: distilbert, nli, nli_smoke, paper, paper_offline, smoke, smoke_wide, sst, "
-        "sst_offline, transformer, xai",
+        "unknown preset 'huge'; allowed: distilbert, nli, nli_smoke, paper, paper_offline, smoke, "
+        "smoke_wide, sst, sst_offline, transformer, xai",
     ),
     "unknown dataset": (
         lambda t, d: ["--config", sweep_yaml(t, "name: x\ngrid: {dataset: [yelp]}\n")],
