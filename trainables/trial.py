@@ -134,7 +134,7 @@ def build_model(
         normalizer=config["normalizer"],
         pretrained=pretrained,
         num_classes=data.num_classes,
-        pair=data.splits["test"].is_pair,
+        pair=data.splits["train"].is_pair,
         **encoder_options(config["encoder"], train, data.special),
     )
     return model.to(device), coverage
