@@ -227,7 +227,7 @@ def output_change_label(dataset: str, labels: pd.Series) -> str:
     """The permutation panel's y label: |Δ P(class 1)| for two classes, the total variation distance
     between output distributions (which it equals for two) for more."""
     if num_classes(dataset, labels.unique()) > 2:
-        return "median output change (total variation distance; |Δ P| for two classes)"
+        return "median output change (probability)\ntotal variation distance, |Δ P| for two classes"
     name = class_name(dataset, 1).removesuffix(" (1)")
     return f"median |Δ P({name})| (probability)"
 
