@@ -17,7 +17,7 @@ from matplotlib.image import imread
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from analysis import analyze, figures, report
+from analysis import analyze, figures
 from analysis.names import (
     CLASS_COLOURS,
     PALETTE,
@@ -36,9 +36,6 @@ TRIALS = (  # dataset, normalizer, seed: snli's two normalizers with two seeds, 
     ("sst2", "softmax", 1),
 )
 N = {"snli": 30, "sst2": 24}  # test instances
-# trainables/examples.py (the example explanations) names two classes until registry.CLASSES goes (#17):
-# until then the analysis here leaves the example figures out, and their test is skipped
-EXAMPLES_READY = not hasattr(registry, "CLASSES")
 WORDS = ("a", "man", "is", "sleeping", "outside", "the", "dog", "runs", "two", "people", "eat", "food")
 
 
@@ -101,9 +98,10 @@ def distribution(rng: np.random.Generator, length: int) -> list[float]:
     return list(weights / weights.sum())
 
 
-def tokens_table(instances: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """`tokens.parquet` of a trial: per instance its token ids and words (the same in every seed) and the
-    scores of each measure and of the adversarial attention."""
+def tokens_table(instances: pd.DataFrame, seed: int, pair: bool) -> pd.DataFrame:
+    """`tokens.parquet` of a trial: per instance its token ids and words (the same in every seed), the
+    scores of each measure and of the adversarial attention, and for a `pair` task the hypothesis's ids and
+    words."""
     rng = np.random.default_rng(100 + seed)
     rows = []
     for index, length in zip(instances["index"], instances["length"], strict=True):
@@ -120,6 +118,8 @@ def tokens_table(instances: pd.DataFrame, seed: int) -> pd.DataFrame:
                 "words": [WORDS[i] for i in ids],
             }
         )
+        if pair:
+            rows[-1] |= {"hypothesis_ids": list(ids[:3] + 2), "hypothesis_words": [WORDS[i] for i in ids[:3]]}
     return pd.DataFrame(rows)
 
 
@@ -181,7 +181,7 @@ def log_trial(client: MlflowClient, experiment: str, dataset: str, normalizer: s
     files = folder / name
     files.mkdir()
     instances.to_parquet(files / "instances.parquet", index=False)
-    tokens_table(instances, seed).to_parquet(files / "tokens.parquet", index=False)
+    tokens_table(instances, seed, pair=dataset == "snli").to_parquet(files / "tokens.parquet", index=False)
     client.log_artifact(run_id, str(files / "instances.parquet"))
     client.log_artifact(run_id, str(files / "tokens.parquet"))
     client.set_terminated(run_id, status="FINISHED")
@@ -202,10 +202,7 @@ def store(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def analysed(store, tmp_path_factory) -> Path:
     """The analysis of the store: its output folder."""
-    with pytest.MonkeyPatch.context() as patch:
-        if not EXAMPLES_READY:
-            patch.setattr(report, "write_example_figures", lambda *_: ([], ["Not drawn (#17).\n"]))
-        return analyze(EXPERIMENT, store, tmp_path_factory.mktemp("nli_analysis"))
+    return analyze(EXPERIMENT, store, tmp_path_factory.mktemp("nli_analysis"))
 
 
 SNLI = ("entailment (0)", "neutral (1)", "contradiction (2)")
@@ -327,11 +324,11 @@ def test_the_counterfactual_figure_draws_each_class_in_its_colour():
     assert binary.axes[2].get_ylabel() == "median |Δ P(positive)| (probability)"
 
 
-@pytest.mark.skipif(
-    not EXAMPLES_READY, reason="trainables/examples.py draws two classes until #17 lands there"
-)
 def test_example_figures_are_drawn_for_three_classes(analysed):
     for normalizer in ("softmax", "sparsemax"):
         image = imread(analysed / "figures" / f"examples_snli-lstm-tanh-{normalizer}.png")
         assert image.ndim == 3 and image.std() > 0.05
-    assert "Instances of `snli`" in (analysed / "report.md").read_text()
+    report = (analysed / "report.md").read_text()
+    for name in SNLI:
+        assert f"an instance of class {name}" in report
+    assert "an instance of class negative (0)" in report and "class 2" not in report
