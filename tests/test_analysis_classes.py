@@ -256,8 +256,9 @@ def test_a_class_cell_is_the_mean_over_seeds_of_that_class_s_metric(store, analy
         [MlflowClient(store).get_experiment_by_name(EXPERIMENT).experiment_id]
     )
     metric = registry.correlation_metric("kendall", "attn_grad", "2", "mean")
+    chance = registry.correlation_metric("kendall", "attn_grad", "2", "chance")
     logged = [
-        run.data.metrics[metric]
+        (run.data.metrics[metric], run.data.metrics[chance])
         for run in runs
         if run.data.tags["dataset"] == "snli" and run.data.tags["normalizer"] == "softmax"
     ]
@@ -265,7 +266,10 @@ def test_a_class_cell_is_the_mean_over_seeds_of_that_class_s_metric(store, analy
     cell = rows[
         (rows["dataset"] == "snli") & (rows["class"] == "contradiction (2)") & (rows["metric"] == metric)
     ]
-    assert len(logged) == 2 and cell["mean"].item() == pytest.approx(np.mean(logged))
+    means, chances = np.array(logged).T
+    assert len(logged) == 2 and cell["mean"].item() == pytest.approx(means.mean())
+    assert cell["chance"].item() == pytest.approx(chances.mean())
+    assert cell["above_chance"].item() == pytest.approx((means - chances).mean())
     assert cell["n_seeds"].item() == 2
     # the synthetic classes lie 0.1 apart: class 2's τ above class 0's
     first = rows[
