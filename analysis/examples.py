@@ -62,10 +62,12 @@ def write_example_figures(
         lines.append("")
     paths: list[Path] = []
     for setting in settings.to_dict("records"):
-        trial = lowest_seed(select(instances, setting))
+        # a column the trial did not write is all NaN where other trials' tables (another dataset's: a
+        # pair task's hypothesis, a newer trial's confidence) have it: left out, as the trial left it
+        trial = lowest_seed(select(instances, setting)).dropna(axis=1, how="all")
         if trial.empty:
             continue
-        run_tokens = tokens[tokens["run_id"] == trial["run_id"].iloc[0]]
+        run_tokens = tokens[tokens["run_id"] == trial["run_id"].iloc[0]].dropna(axis=1, how="all")
         dataset = setting["dataset"]
         examples = build_examples(
             choices[dataset][1], trial, run_tokens, loaded_name, class_names=CLASS_NAMES[dataset]

@@ -26,7 +26,18 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from scipy.stats import gaussian_kde
 
-from analysis.names import CLASSES, PALETTE, logged_statistics, setting_name, setting_title, with_attention
+from analysis.names import (
+    PALETTE,
+    class_colour,
+    class_ids,
+    class_name,
+    dataset_classes,
+    logged_statistics,
+    num_classes,
+    setting_name,
+    setting_title,
+    with_attention,
+)
 from analysis.seeds import JSD
 from trainables import registry
 from trainables.registry import Pair, Statistic
@@ -206,8 +217,19 @@ def agreement_figure(instances: pd.DataFrame, setting: dict) -> Figure:
     return figure
 
 
-def _class_parts(instances: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [(label, instances[instances["label"] == int(label)]) for label in ("0", "1")]
+def class_parts(instances: pd.DataFrame, dataset: str) -> list[tuple[str, pd.DataFrame]]:
+    """The instances of each class of `dataset` (those it names, and any other true label there)."""
+    labels = dataset_classes(dataset, class_ids(instances["label"].unique()))
+    return [(label, instances[instances["label"] == int(label)]) for label in labels]
+
+
+def output_change_label(dataset: str, labels: pd.Series) -> str:
+    """The permutation panel's y label: |Δ P(class 1)| for two classes, the total variation distance
+    between output distributions (which it equals for two) for more."""
+    if num_classes(dataset, labels.unique()) > 2:
+        return "median output change (probability)\ntotal variation distance, |Δ P| for two classes"
+    name = class_name(dataset, 1).removesuffix(" (1)")
+    return f"median |Δ P({name})| (probability)"
 
 
 def counterfactual_figure(instances: pd.DataFrame, setting: dict) -> Figure:
@@ -215,16 +237,15 @@ def counterfactual_figure(instances: pd.DataFrame, setting: dict) -> Figure:
     figure = new_figure(16, 5)
     hist, jsd, perm = figure.subplots(1, 3)
     bins = np.linspace(0, JSD_MAX, 24)
-    for label, part in _class_parts(instances):
+    dataset = setting["dataset"]
+    for label, part in class_parts(instances, dataset):
         if part.empty:
             continue
-        colour = PALETTE["class"][label]
+        colour, name = class_colour(label), class_name(dataset, label)
         bars = {"bins": bins, "weights": np.full(len(part), 1 / len(part)), "color": colour}
         hist.hist(part["adv_max_jsd"], alpha=0.35, **bars)
-        hist.hist(
-            part["adv_max_jsd"], histtype="step", lw=2, label=f"{CLASSES[label]}, n={len(part)}", **bars
-        )
-        dots = {"s": 14, "alpha": 0.6, "color": colour, "label": CLASSES[label]}
+        hist.hist(part["adv_max_jsd"], histtype="step", lw=2, label=f"{name}, n={len(part)}", **bars)
+        dots = {"s": 14, "alpha": 0.6, "color": colour, "label": name}
         found = part[part["adv_found"].astype(bool)]
         jsd.scatter(found["max_attention"], found["adv_max_jsd"], **dots)
         perm.scatter(part["max_attention"], part["perm_median_diff"], **dots)
@@ -256,7 +277,7 @@ def counterfactual_figure(instances: pd.DataFrame, setting: dict) -> Figure:
     perm.set(
         title="Permuted attention: output change",
         xlabel="max attention weight (probability)",
-        ylabel="median |Δ P(positive)| (probability)",
+        ylabel=output_change_label(dataset, instances["label"]),
         xlim=(0, 1.02),
     )
     perm.set_ylim(bottom=0)

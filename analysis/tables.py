@@ -6,6 +6,10 @@ also has its `chance` and `above_chance` (value − chance, run by run, then the
 std across seeds). The wide frame (Markdown, LaTeX) holds the same numbers as text, "0.280 ± 0.221
 (seeds ± 0.010, n=3)", a correlation's chance level and its value above chance in columns beside it,
 with "—" where no trial finished or the trial logged no such number.
+
+A per-class table has a row per class of each setting's dataset, named by that dataset ("negative (0)",
+"entailment (0)"): the classes are those the runs' datasets name (`trainables.settings.CLASS_NAMES`) and
+those the runs logged metrics for, so a sweep of several datasets shows each with its own classes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.aggregate import SUMMARY_COLUMNS, axis_values, seed_summary
-from analysis.names import CLASSES, SETTING, logged_chance, logged_statistics
+from analysis.names import (
+    ALL_CLASSES,
+    SETTING,
+    class_ids,
+    class_name,
+    logged_chance,
+    logged_statistics,
+    run_classes,
+)
 from trainables import registry
 from trainables.registry import correlation_metric as metric
 
@@ -25,6 +37,7 @@ VALUE = "τ mean ± std"
 CHANCE = "chance"
 ABOVE = "above chance"
 CHANCE_COLUMNS = ["chance_metric", "chance", "above_chance", "above_chance_seed_std"]
+CLASS = "class"  # the label level of a per-class table: a row level, its cells' labels the class keys
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,9 @@ class Cell:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A table: its file name, caption, label levels (those in `row_levels` go to rows) and cells."""
+    """A table: its file name, caption, label levels (those in `row_levels` go to rows) and cells. A cell's
+    label at the `CLASS` level (a row level) is a class key ("all", "0", ...), named row by row by the
+    setting's dataset."""
 
     name: str
     caption: str
@@ -49,6 +64,22 @@ class TableSpec:
     cells: tuple[Cell, ...]
     row_levels: tuple[str, ...] = ()
     normalizers: tuple[str, ...] | None = None  # keep only these normalizers' settings
+
+    def __post_init__(self) -> None:
+        if CLASS in self.levels and CLASS not in self.row_levels:
+            raise ValueError(
+                f"table {self.name}: the {CLASS!r} level is named per row, so it must be a row level"
+            )
+
+
+def classes(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The true labels of every dataset of the runs (their union, in order): a per-class table's classes."""
+    return class_ids(label for labels in run_classes(runs).values() for label in labels)
+
+
+def multi_class(runs: pd.DataFrame) -> bool:
+    """Whether some dataset of the runs has more than two classes."""
+    return any(len(labels) > 2 for labels in run_classes(runs).values())
 
 
 def correlation_cell(runs: pd.DataFrame, statistic: str, pair: str, label: str, labels: tuple) -> Cell:
@@ -75,9 +106,9 @@ def chance_caption(runs: pd.DataFrame) -> str:
 def table1_kendall(runs: pd.DataFrame) -> TableSpec:
     """Neely & Schouten (2020) Table 1 (after Jain & Wallace 2019 Table 2): softmax attention only."""
     cells = []
-    for label in ("0", "1"):
+    for label in classes(runs):
         for pair, importance in (("attn_grad", "gradient"), ("attn_loo", "leave-one-out")):
-            labels = (CLASSES[label], importance)
+            labels = (label, importance)
             cells.append(correlation_cell(runs, "kendall", pair, label, labels))
             cells.append(Cell(metric("kendall", pair, label, "sig_frac"), (*labels, "sig. frac.")))
     return TableSpec(
@@ -97,10 +128,8 @@ def table2_topk(runs: pd.DataFrame) -> TableSpec:
     Fagin's formula and (where logged) the published one, at both k."""
     statistics = [statistic for statistic in logged_statistics(runs.columns) if statistic.k is not None]
     cells = [
-        correlation_cell(
-            runs, statistic.name, pair.name, label, (CLASSES[label], pair.label, statistic.short_label)
-        )
-        for label in ("0", "1")
+        correlation_cell(runs, statistic.name, pair.name, label, (label, pair.label, statistic.short_label))
+        for label in classes(runs)
         for pair in registry.logged_pairs(runs.columns)
         for statistic in statistics
     ]
@@ -140,11 +169,21 @@ def agreement(runs: pd.DataFrame) -> TableSpec:
     )
 
 
+def output_change_caption(runs: pd.DataFrame) -> str:
+    """What "the output probability" changing means for a dataset of more than two classes."""
+    if not multi_class(runs):
+        return ""
+    return (
+        " With more than two classes, the change of the output is the total variation distance between "
+        "the output distributions (|Δ P| for two classes)."
+    )
+
+
 def counterfactual(runs: pd.DataFrame) -> TableSpec:
     """Jain & Wallace (2019) adversarial attention and permutation summaries."""
     cells = [
-        Cell(f"{search}/{label}/{stat}", (CLASSES[label], search, text))
-        for label in CLASSES
+        Cell(f"{search}/{label}/{stat}", (label, search, text))
+        for label in (ALL_CLASSES, *classes(runs))
         for search, names in registry.COUNTERFACTUAL_SUMMARIES.items()
         for stat, text in names.items()
     ]
@@ -155,7 +194,7 @@ def counterfactual(runs: pd.DataFrame) -> TableSpec:
         "distribution that changes the output probability by less than ε, and the fractions of instances "
         f"with JSD ≥ {registry.JSD_HIGH} and with no such adversary (counted as JSD 0). Permutation: the "
         "median absolute change of the output probability when the attention weights are shuffled, and "
-        f"the fraction of instances where it is below {registry.DIFF_SMALL}.",
+        f"the fraction of instances where it is below {registry.DIFF_SMALL}.{output_change_caption(runs)}",
         ("class", "search", "statistic"),
         tuple(cells),
         row_levels=("class",),
@@ -199,11 +238,11 @@ def faithfulness(runs: pd.DataFrame) -> TableSpec:
     cells = [
         Cell(
             registry.erasure_metric(erasure, measure.short, label, "mean"),
-            (CLASSES[label], measure.label, erasure, "AOPC mean ± std"),
+            (label, measure.label, erasure, "AOPC mean ± std"),
             registry.erasure_metric(erasure, measure.short, label, "std"),
             registry.erasure_metric(erasure, random, label, "mean") if random else None,
         )
-        for label in CLASSES
+        for label in (ALL_CLASSES, *classes(runs))
         for measure in measures
         for erasure in registry.ERASURES
     ]
@@ -227,12 +266,16 @@ TABLES = (table1_kendall, table2_topk, agreement, faithfulness, counterfactual, 
 
 def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per setting and cell: setting axes, labels, metric names and the seed summary numbers; with
-    `CHANCE_COLUMNS` where a cell has a chance level."""
+    `CHANCE_COLUMNS` where a cell has a chance level. A per-class cell has rows only for the settings
+    whose dataset has its class, which is named by that dataset."""
     calibrated = any(cell.chance for cell in spec.cells)
+    datasets = run_classes(runs)
     parts = []
     for order, cell in enumerate(spec.cells):
         summary = seed_summary(runs, cell.metric, cell.spread)
         labels = dict(zip(spec.levels, cell.labels, strict=True))
+        if CLASS in labels:
+            summary, labels[CLASS] = per_class(summary, labels[CLASS], datasets)
         names = {"metric": cell.metric, "spread_metric": cell.spread or ""}
         if calibrated:
             above = seed_summary(runs, cell.metric, minus=cell.chance) if cell.chance else None
@@ -250,6 +293,15 @@ def long_table(spec: TableSpec, runs: pd.DataFrame) -> pd.DataFrame:
     if calibrated:
         columns += CHANCE_COLUMNS
     return table[columns].reset_index(drop=True)
+
+
+def per_class(
+    summary: pd.DataFrame, label: str, datasets: dict[str, tuple[str, ...]]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of a `seed_summary` of class `label` whose dataset has it, and the class's name in each."""
+    if label != ALL_CLASSES:
+        summary = summary[[label in datasets.get(dataset, ()) for dataset in summary["dataset"]]]
+    return summary, [class_name(dataset, label) for dataset in summary["dataset"]]
 
 
 def format_cell(mean: float, within_std: float, seed_std: float, n_seeds: int, several_seeds: bool) -> str:

@@ -56,7 +56,7 @@ def runs_frame(
             metrics = {}
             for statistic in statistics(new):
                 for pair in PAIRS:
-                    for label in registry.CLASSES:
+                    for label in registry.class_labels(2):
                         name = {
                             s: correlation_metric(statistic.name, pair.name, label, s)
                             for s in statistic.summaries
