@@ -81,7 +81,7 @@ def explain(
         {"index": np.arange(len(split)), "length": split.lengths, "label": split.labels, **predictions}
     )
     tokens = pd.DataFrame({"index": np.arange(len(split)), "token_ids": split.tokens, **scores})
-    if split.hypotheses is not None:
+    if split.is_pair:
         tokens["hypothesis_ids"] = split.hypotheses
     if counterfactual.enabled:
         columns, tokens["adv_attention"] = counterfactual_attention(
