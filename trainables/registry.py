@@ -91,6 +91,7 @@ STATISTICS = (
 )  # fmt: skip
 STATISTIC_NAMES = tuple(statistic.name for statistic in STATISTICS)
 
+
 def class_labels(num_classes: int) -> tuple[str, ...]:
     """The class keys of per-class metrics: "all", then each true label "0" .. str(num_classes - 1)."""
     return ("all", *(str(label) for label in range(num_classes)))
