@@ -211,8 +211,9 @@ def model_quality(runs: pd.DataFrame) -> TableSpec:
     }
     return TableSpec(
         "model_quality",
-        "Test-set classification with the weights of the best validation AUC; pretrained token coverage: "
-        "the share of training tokens whose embedding started from a pretrained vector (0: random).",
+        "Test-set classification with the weights of the best validation AUC (with more than two classes, "
+        "AUC is one-vs-rest and macro-averaged); pretrained token coverage: the share of training tokens "
+        "whose embedding started from a pretrained vector (0: random).",
         ("statistic",),
         tuple(Cell(name, (text,)) for name, text in names.items()),
     )
