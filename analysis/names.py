@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from trainables import registry
+from trainables import examples, registry
 from trainables.examples import ROW_COLOURS
 from trainables.registry import Pair, Statistic, correlation_metric
 from trainables.settings import AXES, CLASS_NAMES
@@ -90,7 +90,7 @@ def class_name(dataset: str, label: str | int) -> str:
     if label == ALL_CLASSES:
         return label
     names = CLASS_NAMES.get(dataset, ())
-    return f"{names[int(label)]} ({label})" if int(label) < len(names) else f"class {label}"
+    return examples.class_name(int(label), names) if int(label) < len(names) else f"class {label}"
 
 
 def class_colour(label: str | int) -> str:

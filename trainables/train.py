@@ -17,6 +17,7 @@ from torch import nn
 
 from trainables.data import Split, length_batches
 from trainables.model import AttentionClassifier
+from trainables.outputs import class_probabilities
 from trainables.settings import PRETRAINED_ENCODERS, TrainSettings
 
 Scheduler = torch.optim.lr_scheduler.LambdaLR
@@ -118,7 +119,7 @@ def predict(model: AttentionClassifier, split: Split, batch_size: int, device: t
         if logits.ndim == 1:
             probs[batch] = torch.sigmoid(logits).double().cpu().numpy()
         else:
-            probs[batch] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            probs[batch] = class_probabilities(logits).cpu().numpy()
     return probs
 
 
